@@ -1,0 +1,48 @@
+"""The product graph's schema: constraints and indexes, created idempotently.
+
+Nodes and keys (see the README for the full picture)::
+
+    (:Product {id})        (:Brand {key})          (:Category {path})
+    (:Attribute {name})    (:Value {attribute, norm})   (:IngestRun {id})
+
+Labels and relationship types are fixed here and in ``queries/``; attribute names and
+values are only ever properties and parameters.
+"""
+
+from __future__ import annotations
+
+from .connection import Neo4jClient
+
+SCHEMA_VERSION = 1
+
+CONSTRAINTS = [
+    "CREATE CONSTRAINT product_id IF NOT EXISTS FOR (p:Product) REQUIRE p.id IS UNIQUE",
+    "CREATE CONSTRAINT brand_key IF NOT EXISTS FOR (b:Brand) REQUIRE b.key IS UNIQUE",
+    "CREATE CONSTRAINT category_path IF NOT EXISTS FOR (c:Category) REQUIRE c.path IS UNIQUE",
+    "CREATE CONSTRAINT attribute_name IF NOT EXISTS FOR (a:Attribute) REQUIRE a.name IS UNIQUE",
+    "CREATE CONSTRAINT value_key IF NOT EXISTS FOR (v:Value) REQUIRE (v.attribute, v.norm) IS UNIQUE",
+    "CREATE CONSTRAINT ingest_run_id IF NOT EXISTS FOR (r:IngestRun) REQUIRE r.id IS UNIQUE",
+]
+
+INDEXES = [
+    "CREATE INDEX brand_name IF NOT EXISTS FOR (b:Brand) ON (b.name)",
+    "CREATE INDEX category_name IF NOT EXISTS FOR (c:Category) ON (c.name)",
+    "CREATE INDEX category_level IF NOT EXISTS FOR (c:Category) ON (c.level)",
+    "CREATE INDEX value_attribute IF NOT EXISTS FOR (v:Value) ON (v.attribute)",
+    "CREATE INDEX product_source IF NOT EXISTS FOR (p:Product) ON (p.source)",
+    "CREATE FULLTEXT INDEX product_text IF NOT EXISTS FOR (p:Product) ON EACH [p.title, p.description]",
+]
+
+
+def ensure_schema(client: Neo4jClient) -> None:
+    """Create every constraint and index that is missing and wait until they are online."""
+    for stmt in CONSTRAINTS + INDEXES:
+        client.run_autocommit(stmt)
+    client.run_autocommit("CALL db.awaitIndexes(300)")
+
+
+def schema_objects(client: Neo4jClient) -> dict[str, list[str]]:
+    """Names of the constraints and indexes that exist (for `attrgraph stats` and tests)."""
+    cons = [r["name"] for r in client.read("SHOW CONSTRAINTS YIELD name RETURN name ORDER BY name")]
+    idx = [r["name"] for r in client.read("SHOW INDEXES YIELD name, owningConstraint WHERE owningConstraint IS NULL RETURN name ORDER BY name")]
+    return {"constraints": cons, "indexes": idx}
