@@ -38,6 +38,8 @@ class Neo4jClient:
         auth = (s.user, s.password) if s.password is not None else None
         driver_kwargs.setdefault("connection_timeout", 10.0)
         driver_kwargs.setdefault("max_transaction_retry_time", 30.0)
+        # Notifications (e.g. "relationship type does not exist yet" on an empty graph) are not errors.
+        driver_kwargs.setdefault("notifications_min_severity", "OFF")
         self._driver = GraphDatabase.driver(s.uri, auth=auth, **driver_kwargs)
         self.database = s.database
 

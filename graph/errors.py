@@ -11,7 +11,3 @@ class LauncherError(GraphError):
 
 class ConnectionFailed(GraphError):
     """No Neo4j answered at the configured address, or it refused the credentials."""
-
-
-class QueryError(GraphError):
-    """A named query is unknown, or its parameters are wrong."""

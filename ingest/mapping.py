@@ -123,6 +123,18 @@ class MappedProduct:
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
 
+def _to_bool(v: Any) -> bool:
+    """``bool("false")`` is True: parse the usual spellings instead, anything else is an error."""
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("true", "1", "yes", "y", "t"):
+        return True
+    if s in ("false", "0", "no", "n", "f"):
+        return False
+    raise ValueError(v)
+
+
 @dataclass
 class Mapping:
     """A validated mapping. Build with :meth:`load` (file) or :meth:`from_dict`."""
@@ -210,6 +222,8 @@ class Mapping:
             if "hash" not in idv:
                 raise doc.error(("id",), "expected a field path, or {hash: [fields], prefix: ...}")
             id_paths = paths(idv["hash"], ("id", "hash"))
+            if not id_paths:
+                raise doc.error(("id", "hash"), "expected at least one field to hash")
             id_hash, id_prefix = True, str(idv.get("prefix", ""))
         elif idv is None:
             raise doc.error(("id",), "required: the field that identifies a product (or {hash: [fields]})")
@@ -259,6 +273,10 @@ class Mapping:
             attr_name = a.get("name", a.get("field") if kind == "field" else None)
             if attr_name is not None:
                 attr_name = clean_text(attr_name)
+                if not attr_name:
+                    raise doc.error(w + ("name",), "expected a non-empty attribute name")
+            if "split" in a and (not isinstance(a["split"], str) or not a["split"]):
+                raise doc.error(w + ("split",), "expected a non-empty string to split values on")
             attrs.append(AttributeSource(
                 kind=kind, path=path(a[kind], w + (kind,)), name=attr_name, key=a.get("key"), value=a.get("value"),
                 include=str_set(a["include"], w + ("include",)) if "include" in a else None,
@@ -297,9 +315,14 @@ class Mapping:
         missing = d.get("missing", ["", "NA", "N/A", "null", "None", "nan"])
         required = d.get("required") or []
         valid_required = {"title", "description", "brand", "category"}
+        if not isinstance(required, list):
+            raise doc.error(("required",), f"expected a list of: {', '.join(sorted(valid_required))}")
         for i, r in enumerate(required):
-            if r not in valid_required:
+            if not isinstance(r, str) or r not in valid_required:
                 raise doc.error(("required", i), f"unknown {r!r}; valid: {', '.join(sorted(valid_required))}")
+        for k in ("max_value_length", "max_text_length"):
+            if k in norm and (not isinstance(norm[k], int) or isinstance(norm[k], bool) or norm[k] < 1):
+                raise doc.error(("normalize", k), f"expected a positive whole number, got {norm[k]!r}")
         csv_opts = d.get("csv") or {}
         if not isinstance(csv_opts, dict) or any(k not in {"delimiter", "quotechar", "encoding"} for k in csv_opts):
             raise doc.error(("csv",), "expected {delimiter, quotechar, encoding}")
@@ -435,10 +458,10 @@ class Mapping:
             v = vals[0]
             if typ is not None:
                 try:
-                    v = typ(float(v)) if typ is int else typ(v)
-                except (TypeError, ValueError):
+                    v = typ(float(v)) if typ is int else _to_bool(v) if typ is bool else typ(v)
+                except (TypeError, ValueError, OverflowError):
                     raise RowError(fp.spec, f"{str(v)[:80]!r} is not a valid {typ.__name__}") from None
-            elif isinstance(v, str):
+            if isinstance(v, str):
                 v = clean_text(v, max_len=self.max_text_length)
             props[pname] = v
 

@@ -70,7 +70,10 @@ def parse_quantity(text: str) -> tuple[float, str] | None:
     m = _QUANTITY.match(text.strip())
     if not m:
         return None
-    unit, factor = _UNITS[m["unit"].lower()]
+    hit = _UNITS.get(m["unit"].lower())  # None for case-insensitive matches such as "İ" that lower() spells differently
+    if hit is None:
+        return None
+    unit, factor = hit
     return float(m["num"].replace(",", "")) * factor, unit
 
 
@@ -127,6 +130,8 @@ def normalize_value(
         return None
     if synonyms:
         display = synonyms.canonical(attribute, display)
+        if not display:  # a synonym to "" drops the value
+            return None
     if parse_units:
         q = parse_quantity(display)
         if q is not None:

@@ -42,6 +42,7 @@ class IngestReport:
     def summary(self) -> dict:
         d = asdict(self)
         d.pop("rejections")
+        d["seconds"] = round(d["seconds"], 2)
         return d
 
 
@@ -108,15 +109,19 @@ def ingest_file(
             return
         try:
             _write_batch(client, writer, batch, report)
-        except ClientError as e:  # the data of some row: find it, keep the rest
-            if len(batch) == 1:
-                reject(batch[0][0], None, f"refused by Neo4j: {e.code}: {e.message}")
-            else:
-                for item in batch:
-                    try:
-                        _write_batch(client, writer, [item], report)
-                    except ClientError as e1:
-                        reject(item[0], None, f"refused by Neo4j: {e1.code}: {e1.message}")
+        except (ClientError, neo4j.exceptions.DatabaseError) as e:
+            # A statement the database refused (e.g. a value too large for its index): find the
+            # offending rows by writing one row per transaction, keep the rest.
+            failures = []
+            for item in batch:
+                try:
+                    _write_batch(client, writer, [item], report)
+                except (ClientError, neo4j.exceptions.DatabaseError) as e1:
+                    failures.append((item[0], e1))
+            if len(failures) == len(batch) and len(batch) > 1 and not isinstance(e, ClientError):
+                raise  # every row fails: the database is in trouble, not the data
+            for line, e1 in failures:
+                reject(line, None, f"refused by Neo4j: {e1.code}: {e1.message}")
         last_stored_line = batch[-1][0]
         batch.clear()
 

@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,6 +23,7 @@ Reader = Callable[..., Iterator[Row]]
 
 READERS: dict[str, Reader] = {}
 MAX_LINE_BYTES = 16 * 1024 * 1024
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes the decoder could not read, kept by errors="surrogateescape"
 
 
 def register_reader(name: str) -> Callable[[Reader], Reader]:
@@ -87,6 +89,8 @@ def read_jsonl(stream: BinaryIO, **_: Any) -> Iterator[Row]:
             continue
         if not raw.strip():
             continue
+        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte order mark
+            raw = raw[3:]
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -104,7 +108,9 @@ def read_jsonl(stream: BinaryIO, **_: Any) -> Iterator[Row]:
 def read_csv(stream: BinaryIO, *, delimiter: str = ",", quotechar: str = '"', encoding: str = "utf-8",
              **_: Any) -> Iterator[Row]:
     """CSV with a header row. Empty header cells are named ``_col<N>`` (1-based)."""
-    text = io.TextIOWrapper(stream, encoding=encoding, errors="strict", newline="")
+    # Undecodable bytes become lone surrogates and are caught per row below: a strict decoder would fail on
+    # the whole chunk it decodes ahead (8 KiB), reporting a wrong line and dropping the good rows before it.
+    text = io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline="")
     lines = _LineCounter(text)
     reader = csv.reader(lines, delimiter=delimiter, quotechar=quotechar, strict=True)
     try:
@@ -113,12 +119,19 @@ def read_csv(stream: BinaryIO, *, delimiter: str = ",", quotechar: str = '"', en
         return
     except (csv.Error, UnicodeDecodeError) as e:
         raise IngestError(f"cannot read the CSV header: {e}") from None
+    if _UNDECODABLE.search("".join(header)):
+        raise IngestError(f"cannot read the CSV header: not {encoding}")
+    if header and header[0].startswith("\ufeff"):  # byte order mark
+        header[0] = header[0][1:]
     names = [h.strip() or f"_col{i + 1}" for i, h in enumerate(header)]
-    seen: dict[str, int] = {}
+    seen: set[str] = set()
     for i, n in enumerate(names):  # make duplicate headers distinct
         if n in seen:
-            names[i] = f"{n}_{i + 1}"
-        seen[n] = i
+            n = f"{n}_{i + 1}"
+            while n in seen or n in names[i + 1:]:
+                n += "_"
+            names[i] = n
+        seen.add(n)
     while True:
         start = lines.line + 1
         try:
@@ -132,6 +145,10 @@ def read_csv(stream: BinaryIO, *, delimiter: str = ",", quotechar: str = '"', en
             yield start, RowError(None, f"not {encoding}: {e.reason}")
             return  # the decoder cannot resynchronise reliably
         if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        bad = _UNDECODABLE.search("".join(row))
+        if bad:
+            yield start, RowError(None, f"not {encoding} (byte 0x{ord(bad.group()) - 0xDC00:02x})")
             continue
         if len(row) != len(names):
             yield start, RowError(None, f"malformed CSV: {len(row)} fields, the header has {len(names)}")

@@ -30,17 +30,21 @@ class Located:
         return ConfigError(self.file, self.line(path), key, message)
 
 
-def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
+def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], seen: set[int] | None = None) -> None:
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias (*x) of a node already walked: recursive or repeated anchors
+        return
+    seen.add(id(node))
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             key = k.value
             lines[path + (key,)] = k.start_mark.line + 1
-            _walk(v, path + (key,), lines)
+            _walk(v, path + (key,), lines, seen)
             lines[path + (key,)] = k.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            _walk(v, path + (i,), lines)
+            _walk(v, path + (i,), lines, seen)
 
 
 def load_yaml(path: str | Path) -> Located:
@@ -49,6 +53,8 @@ def load_yaml(path: str | Path) -> Located:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(str(p), None, "(file)", f"cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(p), None, "(file)", f"not UTF-8 (byte {e.start})") from None
     return parse_yaml(text, str(p))
 
 

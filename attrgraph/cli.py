@@ -1,0 +1,234 @@
+"""The ``attrgraph`` command line: thin commands over importable functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from graph import GraphError, LocalNeo4j, LocalNeo4jSettings, ProductGraph
+from ingest import IngestError, IngestReport
+from queries import QueryError
+from queries import load_all as load_queries
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _local(port: int | None = None, home: str | None = None) -> LocalNeo4j:
+    return LocalNeo4j(LocalNeo4jSettings.from_env(home=Path(home) if home else None, port=port))
+
+
+@contextmanager
+def _graph() -> Iterator[ProductGraph]:
+    g = ProductGraph.connect()
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
+                max_width: int = 60) -> None:
+    t = Table(title=title, show_lines=False)
+    for c in columns:
+        t.add_column(str(c), overflow="fold", max_width=max_width)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    console.print(t)
+
+
+def print_report(rep: IngestReport, show_rejections: int = 10) -> None:
+    s = rep.summary()
+    print_table(["", ""], [(k, v) for k, v in s.items()], title="ingest summary")
+    if rep.rejections:
+        err_console.print(f"[yellow]{rep.rows_rejected} rows rejected[/]; first ones:")
+        for r in rep.rejections[:show_rejections]:
+            err_console.print(f"  {r}", markup=False, highlight=False)
+
+
+class _Progress:
+    """tqdm over the bytes of the input file (only on a terminal)."""
+
+    def __init__(self, label: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, unit="B", unit_scale=True, desc=label, disable=not sys.stderr.isatty(), leave=False)
+
+    def __call__(self, done: int, total: int, rows: int) -> None:
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.set_postfix(rows=rows, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_ingest(g: ProductGraph, file: str, mapping: str, batch_size: int = 1000, limit: int | None = None,
+               rejects: str | None = None) -> IngestReport:
+    prog = _Progress(Path(file).name)
+    try:
+        rep = g.ingest(file, mapping=mapping, batch_size=batch_size, progress=prog, limit=limit)
+    finally:
+        prog.close()
+    if rejects:
+        with open(rejects, "w", encoding="utf-8") as fh:
+            for r in rep.rejections:
+                fh.write(json.dumps({"file": r.file, "line": r.line, "field": r.field, "reason": r.reason},
+                                    ensure_ascii=False) + "\n")
+    return rep
+
+
+@click.group()
+def cli() -> None:
+    """attrgraph: find and fill the attributes missing from a product catalog, with evidence."""
+
+
+# -- db --------------------------------------------------------------------------------------
+@cli.group()
+def db() -> None:
+    """Run the local Neo4j (ignored when NEO4J_URI points at another Neo4j)."""
+
+
+_port = click.option("--port", type=int, default=None, help="Bolt port (default $ATTRGRAPH_NEO4J_PORT or 7687)")
+_home = click.option("--home", default=None, help="data directory (default $ATTRGRAPH_HOME/neo4j)")
+
+
+@db.command("start")
+@_port
+@_home
+def db_start(port: int | None, home: str | None) -> None:
+    """Build (first time only) and start the local Neo4j; harmless if it already runs."""
+    server = _local(port, home)
+    if not server.status().running:
+        console.print(f"starting Neo4j at {server.settings.uri} (data in {server.settings.home}) ...")
+    st = server.start()
+    console.print(st.message)
+
+
+@db.command("stop")
+@_port
+@_home
+def db_stop(port: int | None, home: str | None) -> None:
+    """Stop the local Neo4j cleanly."""
+    console.print(_local(port, home).stop().message)
+
+
+@db.command("status")
+@_port
+@_home
+def db_status(port: int | None, home: str | None) -> None:
+    """Say whether the local Neo4j runs, and where."""
+    if os.environ.get("NEO4J_URI"):
+        console.print(f"NEO4J_URI is set: attrgraph uses {os.environ['NEO4J_URI']}, not the local Neo4j")
+    st = _local(port, home).status()
+    console.print(st.message)
+    if not st.running:
+        sys.exit(3)
+
+
+# -- schema, ingest, query --------------------------------------------------------------------
+@cli.command()
+def schema() -> None:
+    """Create the graph's constraints and indexes (idempotent) and list them."""
+    with _graph() as g:
+        objs = g.ensure_schema()
+    print_table(["kind", "name"], [(k[:-1], n) for k, names in objs.items() for n in names], title="schema")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--mapping", "-m", required=True, help="a mapping YAML file, or a shipped one: myntra, bigbasket, taobao")
+@click.option("--batch-size", type=int, default=1000, show_default=True, help="products per transaction")
+@click.option("--limit", type=int, default=None, help="read at most this many rows")
+@click.option("--rejects", type=click.Path(dir_okay=False), default=None, help="write rejected rows (JSON lines) here")
+def ingest(file: str, mapping: str, batch_size: int, limit: int | None, rejects: str | None) -> None:
+    """Ingest a catalog file (JSONL or CSV, gzip too) through a declarative mapping."""
+    with _graph() as g:
+        rep = run_ingest(g, file, mapping, batch_size, limit, rejects)
+    print_report(rep)
+
+
+def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise click.BadParameter(f"{p!r}: expected key=value", param_hint="--param")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--param", "-p", "params", multiple=True, help="key=value (repeatable)")
+@click.option("--list", "list_", is_flag=True, help="list the named queries and their parameters")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def query(name: str | None, params: tuple[str, ...], list_: bool, fmt: str) -> None:
+    """Run a named query from queries/ and print its result."""
+    if list_ or not name:
+        rows = []
+        for q in load_queries().values():
+            ps = ", ".join(p.name + ("" if p.required else f"={p.default}") for p in q.params)
+            rows.append((q.name, ps, q.description))
+        print_table(["query", "parameters", "answers"], rows, title="named queries")
+        return
+    with _graph() as g:
+        res = g.query(name, **_parse_params(params))
+    if fmt == "json":
+        click.echo(json.dumps(res.as_dicts(), ensure_ascii=False, default=str, indent=1))
+    else:
+        print_table(res.columns, res.rows, title=f"{name} ({len(res)} rows)")
+
+
+@cli.command()
+def stats() -> None:
+    """Node and relationship counts of the product graph."""
+    with _graph() as g:
+        s = g.stats()
+    print_table(["count", "value"], list(vars(s).items()), title="graph")
+
+
+@cli.command()
+@click.argument("product_id")
+def product(product_id: str) -> None:
+    """Show one product with its facts."""
+    with _graph() as g:
+        p = g.product(product_id)
+    if p is None:
+        err_console.print(f"no product with id {product_id!r}")
+        sys.exit(1)
+    console.print(f"[bold]{p.id}[/] {p.title}", markup=True, highlight=False)
+    console.print(f"brand: {p.brand}   category: {p.category}", markup=False)
+    print_table(["attribute", "value", "source"], [(f.attribute, f.value, f.source) for f in p.facts])
+
+
+@cli.command()
+@click.option("--file", "file_", default=None, help="catalog to load (default: the shipped Myntra sample)")
+@click.option("--mapping", default="myntra", show_default=True)
+def demo(file_: str | None, mapping: str) -> None:
+    """Start the local Neo4j, ingest the shipped sample, show statistics and example queries."""
+    from .demo import run_demo
+
+    run_demo(file_, mapping)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except (GraphError, IngestError, QueryError) as e:
+        err_console.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""The main job on a fresh machine: local Neo4j, the shipped sample, statistics, example queries."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from graph import LocalNeo4j, ProductGraph
+
+SAMPLE = Path(__file__).resolve().parent / "sample" / "myntra_sample.jsonl.gz"
+
+
+def run_demo(file: str | None = None, mapping: str = "myntra") -> None:
+    from .cli import console, print_report, print_table, run_ingest
+
+    if not os.environ.get("NEO4J_URI"):
+        server = LocalNeo4j()
+        console.print(f"[bold]1. local Neo4j[/] at {server.settings.uri} (first start builds it with Maven) ...")
+        console.print("   " + server.start().message, markup=False)
+    else:
+        console.print(f"[bold]1. Neo4j[/] from NEO4J_URI={os.environ['NEO4J_URI']}", markup=False)
+    path = Path(file) if file else SAMPLE
+    with ProductGraph.connect() as g:
+        console.print(f"[bold]2. ingest[/] {path.name} with mapping {mapping!r}", highlight=False)
+        print_report(run_ingest(g, str(path), mapping))
+        console.print("[bold]3. the graph[/]")
+        print_table(["count", "value"], list(vars(g.stats()).items()))
+        console.print("[bold]4. attribute coverage[/] (query attribute_coverage, category Topwear, first 12 rows)")
+        cov = g.coverage("Topwear", min_products=20)[:12]
+        print_table(["category", "attribute", "with value", "products", "coverage"],
+                    [(c.category, c.attribute, c.with_value, c.products, c.coverage) for c in cov])
+        console.print("[bold]5. products missing an attribute[/] "
+                      "(attrgraph query products_missing_attribute -p attribute=Pattern -p category=Tshirts -p limit=8)")
+        res = g.query("products_missing_attribute", attribute="Pattern", category="Tshirts", limit=8)
+        print_table(res.columns, res.rows)
+    console.print("Explore further: `attrgraph query --list`, `attrgraph product ID`, or Cypher in any Neo4j client "
+                  "(Bolt, user neo4j, password in ~/.attrgraph/neo4j/password). Stop with `attrgraph db stop`.",
+                  markup=False, highlight=False)

@@ -1,0 +1,1 @@
+"""The rule-based knowledge layer (validation, explanations, audits) — see issue 5."""
