@@ -239,13 +239,13 @@ class ProductGraph:
             return s.execute_read(work)
 
     # -- maintenance ------------------------------------------------------------------------
-    def clear(self, *, confirm: bool = False, batch: int = 10_000) -> int:
-        """Delete every node and relationship (batched). Needs ``confirm=True``."""
+    def clear(self, *, confirm: bool = False, batch: int = 10_000) -> None:
+        """Delete every node and relationship, in batches of ``batch`` (bounded transaction memory).
+        Needs ``confirm=True``."""
         if not confirm:
             raise ValueError("clear() deletes the whole graph; call it with confirm=True")
-        deleted = 0
-        while True:
-            c = self.client.write("MATCH (n) WITH n LIMIT $batch DETACH DELETE n", {"batch": batch})
-            deleted += c.nodes_deleted
-            if c.nodes_deleted == 0:
-                return deleted
+        # Relationships first: DETACH DELETE of a value node with 20k products would be one huge transaction.
+        self.client.run_autocommit(
+            "MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF $batch ROWS", {"batch": batch})
+        self.client.run_autocommit(
+            "MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS OF $batch ROWS", {"batch": batch})

@@ -123,6 +123,19 @@ class MappedProduct:
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
 
+def _to_int(v: Any) -> int:
+    """Exact for big integers ("9007199254740993"), tolerant of "12.0"; raises ValueError otherwise."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    try:
+        return int(str(v).strip())
+    except ValueError:
+        f = float(v)
+        if not f.is_integer():
+            raise
+        return int(f)
+
+
 def _to_bool(v: Any) -> bool:
     """``bool("false")`` is True: parse the usual spellings instead, anything else is an error."""
     if isinstance(v, bool):
@@ -458,7 +471,7 @@ class Mapping:
             v = vals[0]
             if typ is not None:
                 try:
-                    v = typ(float(v)) if typ is int else _to_bool(v) if typ is bool else typ(v)
+                    v = _to_int(v) if typ is int else _to_bool(v) if typ is bool else typ(v)
                 except (TypeError, ValueError, OverflowError):
                     raise RowError(fp.spec, f"{str(v)[:80]!r} is not a valid {typ.__name__}") from None
             if isinstance(v, str):

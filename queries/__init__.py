@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 QUERY_DIR = Path(__file__).resolve().parent
-_PARAM = re.compile(r"^//\s*param:\s*(?P<name>[A-Za-z_]\w*)\s*:\s*(?P<type>str|int|float|bool)"
-                    r"(?:\s*=\s*(?P<default>\S+))?\s*(?P<help>.*)$")
+_PARAM = re.compile(r"^//\s*param:\s*(?P<name>[A-Za-z_]\w*)\s*:\s*(?P<type>str|int|float|bool)\b"
+                    r"(?:\s*=\s*(?P<default>\"[^\"]*\"|'[^']*'|\S+))?\s*(?P<help>.*)$")
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 _MISSING = object()
 
@@ -78,7 +78,7 @@ class NamedQuery:
                              f"its parameters: {', '.join(known) or '(none)'}")
         out: dict[str, Any] = {}
         for p in self.params:
-            if p.name in values:
+            if p.name in values and not (values[p.name] is None and p.required):
                 out[p.name] = p.coerce(values[p.name], self.name)
             elif p.required:
                 raise QueryError(f"query {self.name!r} needs parameter {p.name!r} ({p.type}): {p.help}")

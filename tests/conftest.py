@@ -31,16 +31,16 @@ def free_port() -> int:
 
 
 @dataclass
-class TestNeo4j:
+class SessionNeo4j:
     settings: Neo4jSettings
     server: LocalNeo4j | None  # None when the tests use an external server
 
 
 @pytest.fixture(scope="session")
-def test_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestNeo4j]:
+def test_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SessionNeo4j]:
     uri = os.environ.get("ATTRGRAPH_TEST_NEO4J_URI")
     if uri:
-        yield TestNeo4j(Neo4jSettings(uri=uri, user=os.environ.get("ATTRGRAPH_TEST_NEO4J_USER", "neo4j"),
+        yield SessionNeo4j(Neo4jSettings(uri=uri, user=os.environ.get("ATTRGRAPH_TEST_NEO4J_USER", "neo4j"),
                                       password=os.environ.get("ATTRGRAPH_TEST_NEO4J_PASSWORD")), None)
         return
     local = LocalNeo4jSettings(
@@ -55,13 +55,13 @@ def test_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestNeo4j]:
             pytest.fail(f"the test Neo4j did not start (CI=true, so this is a failure): {e}", pytrace=False)
         pytest.skip(f"the test Neo4j did not start: {e}")
     try:
-        yield TestNeo4j(Neo4jSettings(uri=local.uri, user="neo4j", password=local.password(), local=True), server)
+        yield SessionNeo4j(Neo4jSettings(uri=local.uri, user="neo4j", password=local.password(), local=True), server)
     finally:
         server.stop()
 
 
 @pytest.fixture(scope="session")
-def neo4j_settings(test_neo4j: TestNeo4j) -> Neo4jSettings:
+def neo4j_settings(test_neo4j: SessionNeo4j) -> Neo4jSettings:
     return test_neo4j.settings
 
 
