@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from graph import GraphError, LocalNeo4j, LocalNeo4jSettings, ProductGraph
+from gnn.errors import GnnError
+from kb.errors import KBError
 from ingest import IngestError, IngestReport
 from queries import QueryError
 from queries import load_all as load_queries
@@ -73,7 +75,7 @@ class _Progress:
         self.bar.close()
 
 
-def run_ingest(g: ProductGraph, file: str, mapping: str, batch_size: int = 1000, limit: int | None = None,
+def run_ingest(g: ProductGraph, file: str, mapping: str, batch_size: int = 2000, limit: int | None = None,
                rejects: str | None = None) -> IngestReport:
     prog = _Progress(Path(file).name)
     try:
@@ -138,17 +140,18 @@ def db_status(port: int | None, home: str | None) -> None:
 
 # -- schema, ingest, query --------------------------------------------------------------------
 @cli.command()
-def schema() -> None:
+@click.option("--fulltext", is_flag=True, help="also the full-text index product_text on title + description")
+def schema(fulltext: bool) -> None:
     """Create the graph's constraints and indexes (idempotent) and list them."""
     with _graph() as g:
-        objs = g.ensure_schema()
+        objs = g.ensure_schema(fulltext=fulltext)
     print_table(["kind", "name"], [(k[:-1], n) for k, names in objs.items() for n in names], title="schema")
 
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--mapping", "-m", required=True, help="a mapping YAML file, or a shipped one: myntra, bigbasket, taobao")
-@click.option("--batch-size", type=int, default=1000, show_default=True, help="products per transaction")
+@click.option("--batch-size", type=int, default=2000, show_default=True, help="products per transaction")
 @click.option("--limit", type=int, default=None, help="read at most this many rows")
 @click.option("--rejects", type=click.Path(dir_okay=False), default=None, help="write rejected rows (JSON lines) here")
 def ingest(file: str, mapping: str, batch_size: int, limit: int | None, rejects: str | None) -> None:
@@ -213,6 +216,64 @@ def product(product_id: str) -> None:
 
 
 @cli.command()
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="snapshot directory (default $ATTRGRAPH_HOME/snapshots/current)")
+def snapshot(out: str | None) -> None:
+    """Export the product graph into an on-disk snapshot for learning."""
+    from .features import export
+
+    with _graph() as g:
+        s = export(g, out)
+    print_table(["", ""], [("path", s.path), ("fingerprint", s.fingerprint[:16]), ("seconds", round(s.seconds, 2))]
+                + [(f"nodes {k}", v) for k, v in s.nodes.items()] + [(f"edges {k}", v) for k, v in s.edges.items()],
+                title="snapshot")
+
+
+@cli.command()
+@click.option("--snapshot", "snap_dir", type=click.Path(file_okay=False), default=None,
+              help="snapshot directory (default $ATTRGRAPH_HOME/snapshots/current)")
+@click.option("--encoder", default="minilm", show_default=True, help="text encoder: minilm | char-svd")
+@click.option("--model-path", default=None, help="a local Hugging Face model directory for --encoder minilm")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+@click.option("--kge-model", default="TransE", show_default=True, help="any PyKEEN model name (TransE, RotatE, ComplEx, ...)")
+@click.option("--kge-dim", type=int, default=64, show_default=True)
+@click.option("--kge-epochs", type=int, default=50, show_default=True)
+@click.option("--kge-seed", type=int, default=0, show_default=True)
+@click.option("--no-text", is_flag=True, help="skip text embeddings")
+@click.option("--no-kge", is_flag=True, help="skip KG embeddings")
+@click.option("--write-neo4j", is_flag=True, help="also store product KG vectors in Neo4j as the `kge` property")
+def features(snap_dir: str | None, encoder: str, model_path: str | None, threads: int | None, kge_model: str,
+             kge_dim: int, kge_epochs: int, kge_seed: int, no_text: bool, no_kge: bool, write_neo4j: bool) -> None:
+    """Compute text and KG embeddings for every node of a snapshot (cached; unchanged texts cost nothing)."""
+    from gnn.kge import KgeConfig
+    from gnn.snapshot import load_snapshot
+
+    from .features import (TextFeatureConfig, compute_kge_features, compute_text_features,
+                           default_snapshot_dir, write_kge_to_neo4j)
+
+    snap = load_snapshot(snap_dir or default_snapshot_dir())
+    if not no_text:
+        kw: dict = {}
+        if encoder == "minilm":
+            kw = {"model_path": model_path, "threads": threads}
+        prog = _Progress("encode texts")
+        try:
+            rep = compute_text_features(snap, TextFeatureConfig(encoder=encoder, encoder_kwargs=kw),
+                                        progress=lambda d, t: prog(d, t, d))
+        finally:
+            prog.close()
+        print_table(["", ""], list(vars(rep).items()), title="text features")
+    if not no_kge:
+        cfg = KgeConfig(model=kge_model, embedding_dim=kge_dim, epochs=kge_epochs, seed=kge_seed, threads=threads)
+        krep = compute_kge_features(snap, cfg, progress=sys.stderr.isatty())
+        print_table(["", ""], [(k, v) for k, v in vars(krep).items()], title="KG embeddings (held-out, filtered, type-restricted)")
+        if write_neo4j:
+            with _graph() as g:
+                written = write_kge_to_neo4j(g.client, snap)
+            console.print(f"kge vectors written to Neo4j: {written}")
+
+
+@cli.command()
 @click.option("--file", "file_", default=None, help="catalog to load (default: the shipped Myntra sample)")
 @click.option("--mapping", default="myntra", show_default=True)
 def demo(file_: str | None, mapping: str) -> None:
@@ -222,10 +283,14 @@ def demo(file_: str | None, mapping: str) -> None:
     run_demo(file_, mapping)
 
 
+from .cli_rules import rules as _rules_group
+cli.add_command(_rules_group)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
-    except (GraphError, IngestError, QueryError) as e:
+    except (GraphError, IngestError, QueryError, GnnError, KBError) as e:
         err_console.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(2)
 

@@ -175,8 +175,9 @@ class ProductGraph:
         self.close()
 
     # -- schema and ingest ----------------------------------------------------------------
-    def ensure_schema(self) -> dict[str, list[str]]:
-        ensure_schema(self.client)
+    def ensure_schema(self, *, fulltext: bool = False) -> dict[str, list[str]]:
+        """Constraints and indexes (idempotent); ``fulltext=True`` adds the ``product_text`` index."""
+        ensure_schema(self.client, fulltext=fulltext)
         return schema_objects(self.client)
 
     def ingest(
@@ -184,7 +185,7 @@ class ProductGraph:
         path: str | Path,
         *,
         mapping: "Mapping | str | Path",
-        batch_size: int = 1000,
+        batch_size: int = 2000,
         progress: Callable[[int, int, int], None] | None = None,
         limit: int | None = None,
     ) -> "IngestReport":

@@ -174,6 +174,7 @@ class Mapping:
     required: tuple[str, ...] = ()
     csv: dict[str, Any] = field(default_factory=dict)
     file: str = "<dict>"
+    _value_cache: dict[tuple[str, str], NormalizedValue | None] = field(default_factory=dict, repr=False, compare=False)
 
     # -- loading ---------------------------------------------------------------------
     @classmethod
@@ -383,10 +384,18 @@ class Mapping:
             raws = raw.split(split)
         out = []
         for r in raws:
-            if not self._present(r):
-                continue
-            nv = normalize_value(r, attribute=attribute, synonyms=self.synonyms, parse_units=self.parse_units,
-                                 max_len=self.max_value_length)
+            key = (attribute, r) if isinstance(r, str) and len(r) <= 256 else None
+            if key is not None and key in self._value_cache:
+                nv = self._value_cache[key]
+            else:
+                nv = None
+                if self._present(r):
+                    nv = normalize_value(r, attribute=attribute, synonyms=self.synonyms,
+                                         parse_units=self.parse_units, max_len=self.max_value_length)
+                if key is not None:
+                    if len(self._value_cache) >= 200_000:  # bounded: catalogs repeat a few thousand values
+                        self._value_cache.clear()
+                    self._value_cache[key] = nv
             if nv is not None:
                 out.append(nv)
         return out

@@ -20,7 +20,11 @@ _SPACE = re.compile(r"\s+")
 
 def clean_text(value: object, *, max_len: int | None = None, keep_newlines: bool = False) -> str:
     """NFKC, drop control characters, collapse whitespace (keeping line breaks if asked)."""
-    s = unicodedata.normalize("NFKC", str(value))
+    s = str(value)
+    # Fast path (most catalog strings): printable ASCII is NFKC-stable and has no controls.
+    if s.isascii() and s.isprintable() and "  " not in s and s[:1] != " " and s[-1:] != " ":
+        return s if max_len is None or len(s) <= max_len else s[:max_len]
+    s = unicodedata.normalize("NFKC", s)
     s = _CONTROL.sub("", s)
     if keep_newlines:
         s = "\n".join(_SPACE.sub(" ", line).strip() for line in s.splitlines())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, TypeVar
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +23,7 @@ from .mapping import MappedProduct, Mapping
 from .readers import CountingReader, format_of, get_reader, open_binary
 from .writer import GraphWriter
 
+T = TypeVar("T")
 ProgressFn = Callable[[int, int, int], None]  # (bytes read, total bytes, rows read)
 
 
@@ -65,14 +69,16 @@ def ingest_file(
     path: str | Path,
     mapping: Mapping | str | Path,
     *,
-    batch_size: int = 1000,
+    batch_size: int = 2000,
+    batch_bytes: int = 32 * 2**20,
     progress: ProgressFn | None = None,
     max_rejections_kept: int = 10_000,
     limit: int | None = None,
 ) -> IngestReport:
     """Stream ``path`` through ``mapping`` into Neo4j.
 
-    Each batch is one transaction. A row that cannot be read or mapped is rejected alone
+    Each batch (``batch_size`` products, or fewer when their text passes ``batch_bytes``) is
+    one transaction. A row that cannot be read or mapped is rejected alone
     (file, line, field, reason in the report). A batch the database refuses is retried
     row by row, so only the offending rows are rejected. If the database goes away, an
     :class:`IngestError` says which rows were stored; rerunning is safe (idempotent).
@@ -95,7 +101,6 @@ def ingest_file(
     t0 = time.perf_counter()
     total = path.stat().st_size
     first_line: dict[str, int] = {}  # product id -> line it was first seen on (duplicates are rejected)
-    batch: list[tuple[int, MappedProduct, str]] = []
     last_stored_line = 0
 
     def reject(line: int, fld: str | None, reason: str) -> None:
@@ -103,10 +108,8 @@ def ingest_file(
         if len(report.rejections) < max_rejections_kept:
             report.rejections.append(Rejection(str(path), line, fld, reason))
 
-    def flush() -> None:
+    def write(batch: list[tuple[int, MappedProduct, str]]) -> None:
         nonlocal last_stored_line
-        if not batch:
-            return
         try:
             _write_batch(client, writer, batch, report)
         except (ClientError, neo4j.exceptions.DatabaseError) as e:
@@ -123,33 +126,42 @@ def ingest_file(
             for line, e1 in failures:
                 reject(line, None, f"refused by Neo4j: {e1.code}: {e1.message}")
         last_stored_line = batch[-1][0]
-        batch.clear()
+
+    def batches(stream: BinaryIO) -> Iterator[list[tuple[int, MappedProduct, str]]]:
+        """Read and map rows into batches (runs in a reader thread, overlapping the database's work)."""
+        batch: list[tuple[int, MappedProduct, str]] = []
+        size = 0
+        for line, rec in reader(stream, **mapping.csv):
+            if limit is not None and report.rows_read >= limit:
+                break
+            report.rows_read += 1
+            if isinstance(rec, RowError):
+                reject(line, rec.field, rec.reason)
+                continue
+            try:
+                prod = mapping.apply(rec)
+            except RowError as e:
+                reject(line, e.field, e.reason)
+                continue
+            if prod.id in first_line:
+                reject(line, "id", f"duplicate id {prod.id[:80]!r} (first seen on line {first_line[prod.id]})")
+                continue
+            first_line[prod.id] = line
+            batch.append((line, prod, prod.content_hash(mapping.name)))
+            size += _approx_bytes(prod)
+            if len(batch) >= batch_size or size >= batch_bytes:  # bounded transaction memory
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
 
     counter = CountingReader(open(path, "rb"))
     try:
         with open_binary(path, counter) as stream:
-            for line, rec in reader(stream, **mapping.csv):
-                if limit is not None and report.rows_read >= limit:
-                    break
-                report.rows_read += 1
-                if isinstance(rec, RowError):
-                    reject(line, rec.field, rec.reason)
-                    continue
-                try:
-                    prod = mapping.apply(rec)
-                except RowError as e:
-                    reject(line, e.field, e.reason)
-                    continue
-                if prod.id in first_line:
-                    reject(line, "id", f"duplicate id {prod.id[:80]!r} (first seen on line {first_line[prod.id]})")
-                    continue
-                first_line[prod.id] = line
-                batch.append((line, prod, prod.content_hash(mapping.name)))
-                if len(batch) >= batch_size:
-                    flush()
-                    if progress:
-                        progress(counter.bytes_read, total, report.rows_read)
-            flush()
+            for batch in prefetch(batches(stream), depth=2):
+                write(batch)
+                if progress:
+                    progress(counter.bytes_read, total, report.rows_read)
     except (ServiceUnavailable, SessionExpired, neo4j.exceptions.DatabaseError, OSError) as e:
         report.status = "failed"
         report.seconds = time.perf_counter() - t0
@@ -160,12 +172,58 @@ def ingest_file(
         report.status = "failed"
         _finish(client, report, quiet=True)
         raise IngestError(f"{path}: file is truncated or corrupt ({e}); rows up to line {last_stored_line} are stored") from e
+    report.rejections.sort(key=lambda r: r.line)  # the reader thread and the writer both reject
     if progress:
         progress(counter.bytes_read, total, report.rows_read)
     report.seconds = time.perf_counter() - t0
     report.status = "completed"
     _finish(client, report)
     return report
+
+
+def _approx_bytes(p: MappedProduct) -> int:
+    n = len(p.title or "") + len(p.description or "") + 64 * len(p.facts)
+    return n + sum(len(v) for v in p.properties.values() if isinstance(v, str))
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, up to ``depth`` ahead; its exceptions re-raise here.
+
+    Parsing and mapping rows is pure Python; while the driver waits for Neo4j the GIL is free,
+    so the next batch is prepared while the current one is written.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            q.put(e)
+
+    t = threading.Thread(target=run, name="attrgraph-ingest-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=5)
 
 
 def _write_batch(client: Neo4jClient, writer: GraphWriter, items: list[tuple[int, MappedProduct, str]],

@@ -47,6 +47,30 @@ MERGE (x:Value {attribute: v.attribute, norm: v.norm})
 MERGE (x)-[:OF_ATTRIBUTE]->(a)
 """
 
+# New products: node, brand, category and facts in one pass (the ids were just checked to be absent).
+_CREATE_NEW = """
+UNWIND $rows AS r
+CREATE (p:Product {id: r.id})
+SET p.title = r.title, p.description = r.description, p.content_hash = r.hash, p.source = $source,
+    p.created_at = $now, p.updated_at = $now, p.ingest_id = $run
+SET p += r.props
+WITH p, r
+CALL (p, r) {
+  MATCH (b:Brand {key: r.brand})
+  CREATE (p)-[:HAS_BRAND {source: $source, ingested_at: $now, ingest_id: $run}]->(b)
+}
+CALL (p, r) {
+  MATCH (c:Category {path: r.category})
+  CREATE (p)-[:IN_CATEGORY {source: $source, ingested_at: $now, ingest_id: $run}]->(c)
+}
+CALL (p, r) {
+  UNWIND r.facts AS f
+  MATCH (v:Value {attribute: f.attribute, norm: f.norm})
+  CREATE (p)-[h:HAS_VALUE {source: $source, ingested_at: $now, ingest_id: $run}]->(v)
+  SET h.raw = CASE WHEN f.raw <> v.value THEN f.raw END
+}
+"""
+
 _PRODUCTS = """
 UNWIND $rows AS r
 MERGE (p:Product {id: r.id})
@@ -105,7 +129,8 @@ UNWIND $facts AS f
 MATCH (p:Product {id: f.id})
 MATCH (v:Value {attribute: f.attribute, norm: f.norm})
 MERGE (p)-[h:HAS_VALUE]->(v)
-  ON CREATE SET h.source = $source, h.ingested_at = $now, h.ingest_id = $run, h.raw = f.raw
+  ON CREATE SET h.source = $source, h.ingested_at = $now, h.ingest_id = $run,
+                h.raw = CASE WHEN f.raw <> v.value THEN f.raw END
 """
 
 CATEGORY_SEP = " > "
@@ -187,7 +212,6 @@ class GraphWriter:
             tx.run(_VALUES, values=list(values.values())).consume()
 
         rows = []
-        facts = []
         for p, h in todo:
             props = {k: None for k in self.property_names}
             props.update(p.properties)
@@ -195,16 +219,23 @@ class GraphWriter:
                 "id": p.id, "title": p.title, "description": p.description, "hash": h, "props": props,
                 "brand": p.brand.norm if p.brand else None,
                 "category": CATEGORY_SEP.join(p.category) if p.category else None,
-                "fact_keys": [a + FACT_SEP + v.norm for a, v in p.facts],
+                "facts": [{"attribute": a, "norm": v.norm, "raw": v.display} for a, v in p.facts],
             })
-            facts.extend({"id": p.id, "attribute": a, "norm": v.norm, "raw": v.display} for a, v in p.facts)
-        tx.run(_PRODUCTS, rows=rows, **common).consume()
+        new_rows = [r for r in rows if r["id"] not in changed_ids]
+        if new_rows:  # the common case: CREATE everything in one statement, no existence checks
+            c = tx.run(_CREATE_NEW, rows=new_rows, **common).consume().counters
+            stats.facts_written += c.relationships_created
         changed_rows = [r for r in rows if r["id"] in changed_ids]
         if changed_rows:
+            for r in changed_rows:
+                r["fact_keys"] = [f["attribute"] + FACT_SEP + f["norm"] for f in r["facts"]]
+            tx.run(_PRODUCTS, rows=changed_rows, **common).consume()
             for q in (_RETRACT_VALUES, _RETRACT_BRAND, _RETRACT_CATEGORY):
                 stats.facts_retracted += tx.run(q, rows=changed_rows, sep=FACT_SEP, **common).consume().counters.relationships_deleted
-        for q, params in ((_LINK_BRAND, {"rows": rows}), (_LINK_CATEGORY, {"rows": rows}), (_FACTS, {"facts": facts})):
-            stats.facts_written += tx.run(q, **params, **common).consume().counters.relationships_created
+            facts = [dict(f, id=r["id"]) for r in changed_rows for f in r["facts"]]
+            for q, params in ((_LINK_BRAND, {"rows": changed_rows}), (_LINK_CATEGORY, {"rows": changed_rows}),
+                              (_FACTS, {"facts": facts})):
+                stats.facts_written += tx.run(q, **params, **common).consume().counters.relationships_created
         learned = {"brands": set(brands), "cats": set(cats), "values": set(values)}
         return stats, learned
 

@@ -1,0 +1,45 @@
+"""Node vectors (e.g. KG embeddings) written back to Neo4j as properties, for Cypher users."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .connection import Neo4jClient
+from .errors import GraphError
+
+# node type -> statement; labels and keys are fixed here, never taken from data
+_SET_VECTOR = {
+    "product": "UNWIND $rows AS r MATCH (n:Product {id: r.key}) SET n[$prop] = r.vec",
+    "brand": "UNWIND $rows AS r MATCH (n:Brand {key: r.key}) SET n[$prop] = r.vec",
+    "category": "UNWIND $rows AS r MATCH (n:Category {path: r.key}) SET n[$prop] = r.vec",
+    "attribute": "UNWIND $rows AS r MATCH (n:Attribute {name: r.key}) SET n[$prop] = r.vec",
+    "value": "UNWIND $rows AS r MATCH (n:Value {attribute: r.key[0], norm: r.key[1]}) SET n[$prop] = r.vec",
+}
+ALLOWED_PROPS = ("kge", "text_embedding")
+
+
+def write_node_vectors(client: Neo4jClient, node_type: str, keys: Sequence[Any], vectors: np.ndarray,
+                       *, prop: str = "kge", batch: int = 2000, mask: np.ndarray | None = None) -> int:
+    """Set ``prop`` (a float list) on the nodes with these keys; rows where ``mask`` is false are skipped.
+    Returns how many nodes were written."""
+    if node_type not in _SET_VECTOR:
+        raise GraphError(f"unknown node type {node_type!r}; valid: {', '.join(_SET_VECTOR)}")
+    if prop not in ALLOWED_PROPS:
+        raise GraphError(f"vector property must be one of {', '.join(ALLOWED_PROPS)}, got {prop!r}")
+    if len(keys) != len(vectors):
+        raise GraphError(f"{len(keys)} keys but {len(vectors)} vectors")
+    n = 0
+    rows: list[dict[str, Any]] = []
+    for i, k in enumerate(keys):
+        if mask is not None and not mask[i]:
+            continue
+        rows.append({"key": list(k) if isinstance(k, tuple) else k, "vec": vectors[i].astype(float).tolist()})
+        if len(rows) >= batch:
+            n += client.write(_SET_VECTOR[node_type], {"rows": rows, "prop": prop}).properties_set
+            rows = []
+    if rows:
+        n += client.write(_SET_VECTOR[node_type], {"rows": rows, "prop": prop}).properties_set
+    return n

@@ -1,0 +1,465 @@
+"""Every registered rule type accepting and rejecting, on tiny catalogs with known answers.
+
+Each rule type has a ``RuleTypeCases`` subclass below with ``test_accepts`` and ``test_rejects``;
+``test_every_rule_type_has_cases`` fails when a registered type has none.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kb
+from kb import Catalog, Context, Predictions, RuleSet, make_rule, validate
+
+
+def catalog(*products: dict) -> Catalog:
+    return Catalog.from_dicts(list(products))
+
+
+def many(n: int, prefix: str, category: str, brand: str | None = None, **facts) -> list[dict]:
+    return [{"id": f"{prefix}{i}", "category": category, "brand": brand, "facts": dict(facts)} for i in range(n)]
+
+
+def verdicts(cat: Catalog, rules: list, rows: list[tuple]) -> kb.Verdicts:
+    preds = Predictions.from_dicts([{"product": p, "attribute": a, "value": v, "score": 0.5} for p, a, v in rows])
+    return validate(preds, Context(cat, RuleSet(rules)))
+
+
+def labels(cat: Catalog, rules: list, rows: list[tuple]) -> list[str]:
+    return list(verdicts(cat, rules, rows).labels)
+
+
+def audited(cat: Catalog, rules: list) -> set[tuple[str, str, str]]:
+    """(product, attribute, value) of the audited facts that violate a rule."""
+    return {(v.product, v.attribute, v.value) for v in kb.audit(Context(cat, RuleSet(rules)))}
+
+
+class RuleTypeCases:
+    rule_type: str
+
+    def test_accepts(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def test_rejects(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def test_every_rule_type_has_cases() -> None:
+    covered = {}
+    for cls in RuleTypeCases.__subclasses__():
+        assert "test_accepts" in vars(cls) and "test_rejects" in vars(cls), cls.__name__
+        covered[cls.rule_type] = cls
+    missing = sorted(set(kb.RULE_TYPES) - set(covered))
+    assert not missing, f"rule types without accept/reject tests: {missing}"
+    assert set(covered) <= set(kb.RULE_TYPES)
+
+
+# -- domain --------------------------------------------------------------------------------------
+class TestDomain(RuleTypeCases):
+    rule_type = "domain"
+    CAT = catalog(
+        *many(3, "m", "Apparel > Tshirts", gender="Men", Fabric="Cotton"),
+        {"id": "w0", "category": "Apparel > Tshirts", "facts": {"gender": "Women", "Fabric": "Silk"}},
+        {"id": "s0", "category": "Footwear > Heels", "facts": {"Heel Height": "8 cm"}},
+    )
+
+    def test_accepts(self) -> None:
+        rules = [make_rule("domain", id="g", attribute="gender", values=["Men", "Women"]),
+                 make_rule("domain", id="age", attribute="ageGroup", pattern="(adults|kids)-(men|women)"),
+                 make_rule("domain", id="heel", attribute="Heel Height", range={"min": 0, "max": 30, "unit": "cm"})]
+        got = labels(self.CAT, rules, [("w0", "gender", "  MEN "), ("m0", "ageGroup", "Kids-Men"),
+                                       ("s0", "Heel Height", "12.5 cm"), ("m0", "Fabric", "anything")])
+        assert got == ["accept"] * 4
+
+    def test_rejects(self) -> None:
+        rules = [make_rule("domain", id="g", attribute="gender", values=["Men", "Women"]),
+                 make_rule("domain", id="age", attribute="ageGroup", pattern="(adults|kids)-(men|women)"),
+                 make_rule("domain", id="heel", attribute="Heel Height", range={"min": 0, "max": 30, "unit": "cm"})]
+        v = verdicts(self.CAT, rules, [("m0", "gender", "Alien"), ("m0", "ageGroup", "teen"),
+                                       ("s0", "Heel Height", "45 cm"), ("s0", "Heel Height", "500 g"),
+                                       ("s0", "Heel Height", "tall")])
+        assert list(v.labels) == ["reject"] * 5
+        assert [r.rule for r in v[0].reasons] == ["g"] and "one of Men, Women" in v[0].reasons[0].message
+        assert "'Alien'" in v[0].reasons[0].message
+        assert "pattern" in v[1].reasons[0].message
+        assert "between 0 and 30 cm" in v[2].reasons[0].message
+
+    def test_known_values_predict_and_audit(self) -> None:
+        rule = make_rule("domain", id="known", attributes="*", known={"min_count": 1}, severity="review")
+        # predictions: a value asserted on one product is known; a new one is not
+        assert labels(self.CAT, [rule], [("m0", "Fabric", "Silk"), ("m0", "Fabric", "Wool")]) == ["accept", "needs_review"]
+        # audit: each fact is judged against the *other* products: Silk (1 product) and 8 cm are new
+        assert audited(self.CAT, [rule]) == {("w0", "gender", "Women"), ("w0", "Fabric", "Silk"),
+                                             ("s0", "Heel Height", "8 cm")}
+        two = make_rule("domain", id="known2", attribute="Fabric", known={"min_count": 3})
+        assert labels(self.CAT, [two], [("w0", "Fabric", "cotton"), ("w0", "Fabric", "Silk")]) == ["accept", "reject"]
+
+    def test_measures_from_the_prediction_and_scope(self) -> None:
+        rule = make_rule("domain", id="heel", attribute="Heel Height", range={"min": 0, "max": 30, "unit": "cm"},
+                         category="Footwear")
+        preds = Predictions.from_dicts([
+            {"product": "s0", "attribute": "Heel Height", "value": "2 inches", "quantity": 5.08, "unit": "cm"},
+            {"product": "s0", "attribute": "Heel Height", "value": "2 feet", "quantity": 60.96, "unit": "cm"},
+            {"product": "m0", "attribute": "Heel Height", "value": "2 feet", "quantity": 60.96, "unit": "cm"},
+        ])
+        v = validate(preds, Context(self.CAT, RuleSet([rule])))
+        assert list(v.labels) == ["accept", "reject", "accept"]  # the last is outside the rule's scope
+
+
+# -- applicability ------------------------------------------------------------------------------
+class TestApplicability(RuleTypeCases):
+    rule_type = "applicability"
+    CAT = catalog(
+        *many(30, "t", "Apparel > Topwear > Tshirts", Fabric="Cotton", Neck="Round"),
+        *many(2, "k", "Apparel > Topwear > Kurtas", Fabric="Silk"),
+        *many(25, "h", "Footwear > Shoes > Heels", **{"Heel Height": "8 cm"}),
+        *many(25, "p", "Footwear > Shoes > Sports", Fabric="Mesh"),
+        {"id": "odd", "category": "Apparel > Topwear > Tshirts", "facts": {"Heel Height": "2 cm"}},
+    )
+    LEARN = dict(default="learn", learn={"min_products": 20, "min_count": 3, "min_share": 0.05})
+
+    def test_accepts(self) -> None:
+        rule = make_rule("applicability", id="app", severity="reject", **self.LEARN)
+        got = labels(self.CAT, [rule], [("t0", "Neck", "V"), ("h0", "Heel Height", "5 cm"),
+                                        ("k0", "Neck", "Round")])  # Kurtas: too small, Topwear decides
+        assert got == ["accept"] * 3
+
+    def test_rejects(self) -> None:
+        rule = make_rule("applicability", id="app", severity="reject", **self.LEARN)
+        v = verdicts(self.CAT, [rule], [("t0", "Heel Height", "5 cm"), ("h0", "Neck", "Round"),
+                                        ("t0", "Never Seen", "x")])
+        assert list(v.labels) == ["reject"] * 3
+        msg = v[0].reasons[0].message
+        assert "does not apply to products in Apparel > Topwear > Tshirts" in msg and "1 of 31" in msg
+
+    def test_declared_inherited_and_overridden(self) -> None:
+        rule = make_rule("applicability", id="decl", default="applies", categories={
+            "Footwear": {"not_applies": ["Fabric"]},
+            "Footwear > Shoes > Sports": {"applies": ["Fabric"]},
+            "Apparel > Topwear > Kurtas": {"closed": True, "applies": ["Fabric"]},
+        })
+        got = labels(self.CAT, [rule], [("h0", "Fabric", "Leather"),  # inherited from Footwear
+                                        ("p0", "Fabric", "Mesh"),  # overridden below
+                                        ("k0", "Fabric", "Silk"), ("k0", "Neck", "Round"),  # closed list
+                                        ("t0", "Anything", "x")])  # nothing declared: default applies
+        assert got == ["accept" if x else "reject" for x in (0, 1, 1, 0, 1)]
+
+    def test_audit_leaves_the_fact_out(self) -> None:
+        rule = make_rule("applicability", id="app", **self.LEARN)
+        # the one Tshirt with a heel height is flagged; the 25 heels (24 others each) are not
+        assert audited(self.CAT, [rule]) == {("odd", "Heel Height", "2 cm")}
+
+
+# -- cardinality --------------------------------------------------------------------------------
+class TestCardinality(RuleTypeCases):
+    rule_type = "cardinality"
+    CAT = catalog(
+        {"id": "a", "category": "Apparel", "facts": {"gender": "Men", "Features": ["Pockets", "Hood"]}},
+        {"id": "b", "category": "Apparel", "facts": {"Features": "Zip"}},
+        {"id": "c", "category": "Apparel", "facts": {"gender": ["Men", "Women"]}},
+    )
+
+    def test_accepts(self) -> None:
+        rule = make_rule("cardinality", id="one", attribute="gender")
+        got = labels(self.CAT, [rule], [("a", "gender", "men"),  # the asserted value itself
+                                        ("b", "gender", "Women"),  # no value yet
+                                        ("a", "Features", "Zip")])  # not functional
+        assert got == ["accept"] * 3
+
+    def test_rejects(self) -> None:
+        rule = make_rule("cardinality", id="one", attribute="gender")
+        v = verdicts(self.CAT, [rule], [("a", "gender", "Women"), ("a", "gender", "Unisex")])
+        assert list(v.labels) == ["reject", "reject"]
+        assert "already has 'Men'" in v[0].reasons[0].message
+        # max: 2 allows a second feature but not a third
+        two = make_rule("cardinality", id="two", attribute="Features", max=2)
+        assert labels(self.CAT, [two], [("b", "Features", "Hood"), ("a", "Features", "Zip")]) == ["accept", "reject"]
+
+    def test_learned_and_audit(self) -> None:
+        cat = catalog(*many(30, "s", "X", colour="Red"),
+                      *[{"id": f"m{i}", "category": "X", "facts": {"tag": ["a", "b"]}} for i in range(30)],
+                      {"id": "bad", "category": "X", "facts": {"colour": ["Red", "Blue"]}})
+        rule = make_rule("cardinality", id="learned", learn={"min_products": 20, "min_share": 0.95})
+        assert labels(cat, [rule], [("s0", "colour", "Blue"), ("m0", "tag", "c")]) == ["reject", "accept"]
+        assert audited(cat, [rule]) == {("bad", "colour", "Red"), ("bad", "colour", "Blue")}
+
+
+# -- exclusion ------------------------------------------------------------------------------------
+class TestExclusion(RuleTypeCases):
+    rule_type = "exclusion"
+    CAT = catalog(
+        {"id": "kid", "category": "Apparel > Tshirts", "facts": {"ageGroup": "Kids-Boys"}},
+        {"id": "man", "category": "Apparel > Tshirts", "facts": {"gender": "Men"}},
+        {"id": "shoe", "category": "Footwear > Sports", "facts": {}},
+        {"id": "both", "category": "Apparel > Tshirts", "facts": {"ageGroup": "Kids-Girls", "gender": "Women"}},
+    )
+    KIDS = make_rule("exclusion", id="kids", if_={"attribute": "ageGroup", "pattern": "kids-.*"},
+                     then={"attribute": "gender", "values": ["Men", "Women"]})
+    FOOT = make_rule("exclusion", id="foot", if_={"category": "Footwear"}, then={"attribute": "Sleeve Length"})
+
+    def test_accepts(self) -> None:
+        got = labels(self.CAT, [self.KIDS, self.FOOT], [("kid", "gender", "Boys"), ("man", "ageGroup", "Adults-Men"),
+                                                        ("kid", "Sleeve Length", "Short"), ("shoe", "gender", "Men")])
+        assert got == ["accept"] * 4
+
+    def test_rejects(self) -> None:
+        v = verdicts(self.CAT, [self.KIDS, self.FOOT], [("kid", "gender", "Men"),  # excluded by the asserted age group
+                                                        ("man", "ageGroup", "Kids-Boys"),  # the other direction
+                                                        ("shoe", "Sleeve Length", "Short")])  # by the category
+        assert list(v.labels) == ["reject"] * 3
+        assert "conflicts with ageGroup = Kids-Boys" in v[0].reasons[0].message
+        assert "conflicts with gender = Men" in v[1].reasons[0].message
+        assert "a product in Footwear cannot have any Sleeve Length" in v[2].reasons[0].message
+
+    def test_audit_flags_both_facts(self) -> None:
+        assert audited(self.CAT, [self.KIDS]) == {("both", "ageGroup", "Kids-Girls"), ("both", "gender", "Women")}
+
+
+# -- implication -------------------------------------------------------------------------------------
+class TestImplication(RuleTypeCases):
+    rule_type = "implication"
+    CAT = catalog(
+        {"id": "saree", "category": "Apparel > Sarees", "facts": {}},
+        {"id": "shirt", "category": "Apparel > Shirts", "facts": {"gender": "Men"}},
+        {"id": "uni", "category": "Apparel > Shirts", "facts": {"ageGroup": "Adults-Unisex"}},
+        {"id": "bad", "category": "Apparel > Shirts", "facts": {"ageGroup": "Adults-Unisex", "gender": "Men"}},
+        {"id": "empty", "category": "Apparel > Shirts", "facts": {"ageGroup": "Adults-Unisex"}},
+    )
+    SAREE = make_rule("implication", id="saree", if_={"category": "Apparel > Sarees"},
+                      then={"attribute": "gender", "values": ["Women"]})
+    UNISEX = make_rule("implication", id="unisex", if_={"attribute": "ageGroup", "value": "Adults-Unisex"},
+                       then={"attribute": "gender", "value": "Unisex"})
+
+    def test_accepts(self) -> None:
+        got = labels(self.CAT, [self.SAREE, self.UNISEX], [("saree", "gender", "Women"), ("shirt", "gender", "Women"),
+                                                           ("uni", "gender", "Unisex"), ("shirt", "ageGroup", "Adults-Men")])
+        assert got == ["accept"] * 4
+
+    def test_rejects(self) -> None:
+        v = verdicts(self.CAT, [self.SAREE, self.UNISEX], [("saree", "gender", "Men"), ("uni", "gender", "Men"),
+                                                           ("shirt", "ageGroup", "Adults-Unisex")])  # contrapositive
+        assert list(v.labels) == ["reject"] * 3
+        assert v[0].reasons[0].message.startswith("a product in Apparel > Sarees must have gender Women")
+        assert "on a product that has gender = Men" in v[2].reasons[0].message
+
+    def test_audit_ignores_missing_values(self) -> None:
+        # "empty" has the condition but no gender: nothing asserted contradicts the rule
+        assert audited(self.CAT, [self.UNISEX]) == {("bad", "gender", "Men"), ("bad", "ageGroup", "Adults-Unisex")}
+
+
+# -- brand_category --------------------------------------------------------------------------------
+class TestBrandCategory(RuleTypeCases):
+    rule_type = "brand_category"
+    CAT = catalog(
+        *many(6, "a", "Apparel > Tshirts", brand="Acme"),
+        {"id": "stray", "category": "Footwear > Heels", "brand": "ACME"},
+        *many(6, "s", "Footwear > Heels", brand="Stiletto"),
+        {"id": "tiny1", "category": "Apparel > Tshirts", "brand": "Tiny"},
+        {"id": "tiny2", "category": "Footwear > Heels", "brand": "Tiny"},
+    )
+    RULE = make_rule("brand_category", id="bc", level=1, min_products=2, min_brand_products=5, severity="reject")
+
+    def test_accepts(self) -> None:
+        got = labels(self.CAT, [self.RULE], [("a0", "@brand", "acme"), ("s0", "@brand", "Stiletto"),
+                                             ("s0", "@brand", "Tiny")])  # too few products to judge Tiny
+        assert got == ["accept"] * 3
+
+    def test_rejects(self) -> None:
+        v = verdicts(self.CAT, [self.RULE], [("s1", "@brand", "Acme"),  # one Acme product in Footwear: < 2
+                                             ("a0", "@brand", "Stiletto"), ("a0", "@brand", "Nobody")])
+        assert list(v.labels) == ["reject"] * 3
+        assert "'Acme' has 1 product (of 7 in the catalog) under Footwear" in v[0].reasons[0].message
+        assert "'Stiletto' has none of its 6 products under Apparel" in v[1].reasons[0].message
+        assert "not in the catalog" in v[2].reasons[0].message
+
+    def test_default_severity_is_review_and_audit(self) -> None:
+        rule = make_rule("brand_category", id="bc", min_brand_products=5)
+        assert labels(self.CAT, [rule], [("a1", "@brand", "Stiletto")]) == ["needs_review"]
+        # Acme has 6 other products, none under Footwear: the stray one needs review
+        got = {v.product: v.message for v in kb.audit(Context(self.CAT, RuleSet([rule])))}
+        assert set(got) == {"stray"} and "has none of its 6 other products under Footwear" in got["stray"]
+
+
+# -- numeric ---------------------------------------------------------------------------------------
+class TestNumeric(RuleTypeCases):
+    rule_type = "numeric"
+    CAT = catalog(
+        *[{"id": f"w{i}", "category": "Food > Snacks", "facts": {"weight": f"{100 + 5 * i} g"}} for i in range(30)],
+        {"id": "heel", "category": "Footwear > Heels", "facts": {"Heel Height": "8 cm"}},
+        {"id": "flat", "category": "Footwear > Flats", "facts": {"Heel Height": "1 cm"}},
+        {"id": "bag", "category": "Bags", "facts": {"Pockets": "3"}},
+    )
+    DECLARED = make_rule("numeric", id="heel", attribute="Heel Height", unit="cm",
+                         ranges=[{"min": 0, "max": 30}, {"category": "Footwear > Flats", "max": 3}])
+
+    def test_accepts(self) -> None:
+        learned = make_rule("numeric", id="learned", attributes="*", learn={"min_count": 20, "factor": 10})
+        plain = make_rule("numeric", id="count", attribute="Pockets", unit="none", ranges=[{"min": 0, "max": 50}])
+        got = labels(self.CAT, [self.DECLARED, learned, plain],
+                     [("heel", "Heel Height", "12 cm"), ("flat", "Heel Height", "2 cm"), ("w0", "weight", "1000 g"),
+                      ("w0", "weight", "20 g"), ("bag", "Pockets", "12"), ("bag", "Pockets", "many")])
+        assert got == ["accept"] * 6
+
+    def test_rejects(self) -> None:
+        learned = make_rule("numeric", id="learned", attributes="*", learn={"min_count": 20, "factor": 10})
+        plain = make_rule("numeric", id="count", attribute="Pockets", unit="none", ranges=[{"min": 0, "max": 50}])
+        v = verdicts(self.CAT, [self.DECLARED, learned, plain],
+                     [("heel", "Heel Height", "45 cm"), ("flat", "Heel Height", "8 cm"), ("heel", "Heel Height", "8 g"),
+                      ("w0", "weight", "50000 g"), ("w0", "weight", "200 ml"), ("bag", "Pockets", "300"),
+                      ("bag", "Pockets", "3 cm")])
+        assert list(v.labels) == ["reject"] * 7
+        assert "declared for Footwear > Flats" in v[1].reasons[0].message
+        assert "measured in g, but Heel Height is measured in cm" in v[2].reasons[0].message
+        assert "learned from 30 values under Food > Snacks" in v[3].reasons[0].message
+        assert "plain number" in v[6].reasons[0].message
+
+    def test_audit(self) -> None:
+        cat = catalog(*[{"id": f"w{i}", "category": "Food", "facts": {"weight": f"{100 + i} g"}} for i in range(30)],
+                      {"id": "typo", "category": "Food", "facts": {"weight": "110000 g"}})
+        rule = make_rule("numeric", id="learned", attribute="weight", learn={"min_count": 20, "factor": 10})
+        assert audited(cat, [rule]) == {("typo", "weight", "110000 g")}
+
+
+# -- verdicts ---------------------------------------------------------------------------------------
+def test_unknown_product_is_rejected_with_a_reason() -> None:
+    v = verdicts(TestDomain.CAT, [], [("nope", "gender", "Men"), ("m0", "gender", "Men")])
+    assert list(v.labels) == ["reject", "accept"]
+    assert v[0].reasons[0].rule == "kb:unknown-product" and "'nope'" in v[0].reasons[0].message
+
+
+def test_severity_review_and_reject_combine() -> None:
+    rules = [make_rule("domain", id="soft", attribute="gender", values=["Men"], severity="review"),
+             make_rule("domain", id="hard", attribute="gender", values=["Men", "Women"])]
+    v = verdicts(TestDomain.CAT, rules, [("m0", "gender", "Men"), ("m0", "gender", "Women"), ("m0", "gender", "X")])
+    assert list(v.labels) == ["accept", "needs_review", "reject"]
+    assert [r.rule for r in v[2].reasons] == ["soft", "hard"]
+    assert v.counts() == {"accept": 1, "needs_review": 1, "reject": 1}
+    assert v.rule_counts() == {"soft": 2, "hard": 1}
+
+
+def test_a_prediction_contradicting_an_asserted_fact_is_never_accepted() -> None:
+    rng = np.random.default_rng(7)
+    products = []
+    for i in range(200):
+        age = rng.choice(["Kids-Boys", "Adults-Men", "Adults-Unisex"])
+        gender = {"Kids-Boys": "Boys", "Adults-Men": "Men", "Adults-Unisex": "Unisex"}[age]
+        products.append({"id": f"p{i}", "category": ["Apparel", "Tshirts"], "brand": "B",
+                         "facts": {"ageGroup": age, "gender": gender, "colour": rng.choice(["Red", "Blue"])}})
+    cat = catalog(*products)
+    rules = kb.load_rules("default", "myntra")
+    ctx = Context(cat, rules)
+    rows = []
+    for p in products:
+        for g in ("Men", "Women", "Boys", "Girls", "Unisex"):
+            rows.append((p["id"], "gender", g))
+        for c in ("Red", "Blue", "Green"):
+            rows.append((p["id"], "colour", c))
+    v = validate(Predictions.from_dicts([{"product": p, "attribute": a, "value": x} for p, a, x in rows]), ctx)
+    asserted = {(p["id"], a, str(x)) for p in products for a, x in p["facts"].items()}
+    for i, (p, a, x) in enumerate(rows):
+        if (p, a, x) not in asserted:  # another value of an attribute the product already has
+            assert v.labels[i] != "accept", (p, a, x, v[i].reasons)
+    # the asserted values themselves pass
+    same = [i for i, r in enumerate(rows) if r in asserted]
+    assert same and all(v.labels[i] == "accept" for i in same)
+
+
+def test_ranked_candidates_and_best() -> None:
+    cat = TestCardinality.CAT
+    rule = make_rule("cardinality", id="one", attribute="gender")
+    preds = Predictions.from_ranked([
+        {"product": "a", "attribute": "gender", "candidates": [("Women", 0.7), ("Men", 0.3)]},
+        {"product": "b", "attribute": "gender", "candidates": [{"value": "Women", "score": 0.2},
+                                                               {"value": "Men", "score": 0.8}]},
+        {"product": "c", "attribute": "gender", "candidates": [("Unisex", 0.9)]},
+    ])
+    v = validate(preds, Context(cat, RuleSet([rule])))
+    assert list(preds.rank) == [0, 1, 0, 1, 0]  # re-ranked by score
+    assert list(v.labels) == ["reject", "accept", "accept", "accept", "reject"]
+    best = v.best()
+    assert [(v[i].product, v[i].value) for i in best] == [("a", "Men"), ("b", "Men")]
+    d = v.to_dicts([0])[0]
+    assert d["verdict"] == "reject" and d["reasons"][0]["rule"] == "one" and d["score"] == pytest.approx(0.7)
+
+
+def test_context_accepts_a_catalog_and_rejects_bad_inputs() -> None:
+    v = validate([{"product": "m0", "attribute": "gender", "value": "Men"}], TestDomain.CAT)  # default rules
+    assert len(v) == 1 and v.labels[0] == "accept"
+    with pytest.raises(kb.PredictionError, match="missing key 'value'"):
+        validate([{"product": "m0", "attribute": "gender"}], TestDomain.CAT)
+    with pytest.raises(kb.KBError, match="Context or a kb.Catalog"):
+        validate([], {"not": "a catalog"})  # type: ignore[arg-type]
+    ctx = Context(TestDomain.CAT)
+    with pytest.raises(kb.KBError, match="pass rules when building"):
+        validate([], ctx, rules=[])
+
+
+def test_rules_from_python_and_a_custom_rule_type() -> None:
+    rs = RuleSet()
+    rs.add("domain", id="g", attribute="gender", values=["Men"])
+    with pytest.raises(kb.RuleConfigError, match="already used"):
+        rs.add("domain", id="g", attribute="gender", values=["Men"])
+    with pytest.raises(kb.RuleConfigError, match=r"<python rule 'x'>: vaules: unknown key 'vaules'.*valid keys"):
+        rs.add("domain", id="x", attribute="gender", vaules=["Men"])
+    with pytest.raises(kb.UnknownRuleType, match="registered: applicability, brand_category"):
+        rs.add("nonsense", id="y")
+
+    @kb.register_rule_type
+    class NoEmptyish(kb.RuleType):
+        name = "test_no_dash"
+        summary = "values may not be a dash"
+        template = "{attribute} = {value!r} is a placeholder"
+
+        @classmethod
+        def parse(cls, spec):
+            return None
+
+        @classmethod
+        def dump(cls, params):
+            return {}
+
+        @classmethod
+        def compile(cls, rule, ctx):
+            class C(kb.Compiled):
+                def _check(self, rows):
+                    return rows.per_value(ctx.values.norm == "-", lambda e: e.norm == "-", False) & rows.is_value
+            return C(rule, ctx)
+
+    try:
+        rs.add("test_no_dash", id="dash", severity="review")
+        got = labels(TestDomain.CAT, list(rs), [("m0", "Fabric", "-"), ("m0", "gender", "Men")])
+        assert got == ["needs_review", "accept"]
+        with pytest.raises(kb.KBError, match="already registered"):
+            @kb.register_rule_type
+            class Again(NoEmptyish):
+                pass
+    finally:
+        del kb.RULE_TYPES["test_no_dash"]
+
+
+def test_context_warns_about_rules_that_match_nothing() -> None:
+    rules = [make_rule("domain", id="typo", attribute="Gendr", values=["Men"], category="Apparrel"),
+             make_rule("implication", id="amb", if_={"category": "Tshirts"}, then={"attribute": "gender", "value": "Men"})]
+    cat = catalog({"id": "1", "category": "A > Tshirts"}, {"id": "2", "category": "B > Tshirts"})
+    ctx = Context(cat, RuleSet(rules))
+    text = "\n".join(ctx.warnings)
+    assert "'Apparrel' is not in this catalog" in text
+    assert "'Gendr' has no asserted value" in text
+    assert "'Tshirts' is ambiguous" in text
+
+
+def test_million_scale_shapes_are_vectorised() -> None:
+    """Not a timing test: a batch larger than the catalog goes through every rule as arrays."""
+    cat = TestApplicability.CAT
+    rng = np.random.default_rng(0)
+    n = 20_000
+    prods = rng.choice(cat.product_ids, n)
+    attrs = rng.choice(["Fabric", "Neck", "Heel Height", "@brand", "Other"], n)
+    vals = rng.choice(["Cotton", "Silk", "5 cm", "Round", "x"], n)
+    v = validate(Predictions.from_arrays(prods, attrs, vals, rng.random(n)), cat)
+    assert len(v) == n and v.status.dtype == np.int8
+    # same verdict for the same (product, attribute, value) wherever it appears in the batch
+    seen: dict[tuple, int] = {}
+    for p, a, x, s in zip(prods.tolist(), attrs.tolist(), vals.tolist(), v.status.tolist()):
+        assert seen.setdefault((p, a, x), s) == s
