@@ -133,8 +133,10 @@ def compute_kge_features(
 
 def write_kge_to_neo4j(client: Any, snap: Snapshot, node_types: tuple[str, ...] = ("product",)) -> dict[str, int]:
     """Copy ``kge.<type>`` vectors into Neo4j as the ``kge`` property (skipping nodes without one)."""
-    from graph.vectors import write_node_vectors
+    from graph.vectors import ensure_vector_index, write_node_vectors
 
+    if "product" in node_types:
+        ensure_vector_index(client, int(snap.features.get("kge.product").shape[1]))
     return {t: write_node_vectors(client, t, snap.keys(t), snap.features.get(f"kge.{t}"), prop="kge",
                                   mask=snap.features.get(f"kge_mask.{t}") > 0)
             for t in node_types}

@@ -21,6 +21,26 @@ _SET_VECTOR = {
 ALLOWED_PROPS = ("kge", "text_embedding")
 
 
+def ensure_vector_index(client: Neo4jClient, dimensions: int, *, similarity: str = "cosine") -> None:
+    """The vector index ``product_kge`` on ``Product.kge`` (used by the query ``similar_products``).
+
+    An existing index of another dimension is dropped and rebuilt."""
+    if not isinstance(dimensions, int) or not 1 <= dimensions <= 4096:
+        raise GraphError(f"vector dimensions must be an integer in 1..4096, got {dimensions!r}")
+    if similarity not in ("cosine", "euclidean"):
+        raise GraphError(f"similarity must be 'cosine' or 'euclidean', got {similarity!r}")
+    rows = client.read("SHOW VECTOR INDEXES YIELD name, options WHERE name = 'product_kge' RETURN options")
+    if rows:
+        if rows[0]["options"]["indexConfig"].get("vector.dimensions") == dimensions:
+            return
+        client.run_autocommit("DROP INDEX product_kge IF EXISTS")
+    # the two settings are checked above; index options cannot be query parameters
+    client.run_autocommit(
+        "CREATE VECTOR INDEX product_kge IF NOT EXISTS FOR (p:Product) ON p.kge OPTIONS {indexConfig: "
+        f"{{`vector.dimensions`: {dimensions}, `vector.similarity_function`: '{similarity}'}}}}")
+    client.run_autocommit("CALL db.awaitIndexes(300)")
+
+
 def write_node_vectors(client: Neo4jClient, node_type: str, keys: Sequence[Any], vectors: np.ndarray,
                        *, prop: str = "kge", batch: int = 2000, mask: np.ndarray | None = None) -> int:
     """Set ``prop`` (a float list) on the nodes with these keys; rows where ``mask`` is false are skipped.
