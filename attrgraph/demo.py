@@ -33,6 +33,8 @@ def run_demo(file: str | None = None, mapping: str = "myntra") -> None:
                       "(attrgraph query products_missing_attribute -p attribute=Pattern -p category=Tshirts -p limit=8)")
         res = g.query("products_missing_attribute", attribute="Pattern", category="Tshirts", limit=8)
         print_table(res.columns, res.rows)
-    console.print("Explore further: `attrgraph query --list`, `attrgraph product ID`, or Cypher in any Neo4j client "
-                  "(Bolt, user neo4j, password in ~/.attrgraph/neo4j/password). Stop with `attrgraph db stop`.",
+    where = ("the NEO4J_URI server" if os.environ.get("NEO4J_URI")
+             else f"Bolt, user neo4j, password in {LocalNeo4j().settings.password_file}")
+    console.print("Explore further: `attrgraph query --list`, `attrgraph product ID`, `attrgraph rules check`, "
+                  f"or Cypher in any Neo4j client ({where}). Stop with `attrgraph db stop`.",
                   markup=False, highlight=False)

@@ -220,7 +220,8 @@ class LocalNeo4j:
         except ChildProcessError:
             pass
         self.pid_file.unlink(missing_ok=True)
-        return self.status()
+        s = self.settings
+        return ServerStatus(False, None, s.uri, s.home, f"stopped (was pid {pid})")
 
     def _ready_logged(self, offset: int) -> bool:
         try:

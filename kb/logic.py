@@ -40,8 +40,27 @@ def _fields(p: PairParams) -> dict[str, Any]:
     return {"condition": p.condition.subject(), "consequence": p.consequence.object()}
 
 
+class _PairRuleType(RuleType):
+    """What exclusion and implication share: ``if`` / ``then`` parameters, dumped and described alike."""
+
+    fields = ("condition", "consequence", "other")
+    keys = ("if", "then")
+
+    @classmethod
+    def dump(cls, p: PairParams) -> dict[str, Any]:
+        return _dump_pair(p)
+
+    @classmethod
+    def mentions(cls, p: PairParams):
+        return p.condition.mentions() + p.consequence.mentions()
+
+    @classmethod
+    def message_fields(cls, p: PairParams) -> dict[str, Any]:
+        return _fields(p)
+
+
 @register_rule_type
-class Exclusion(RuleType):
+class Exclusion(_PairRuleType):
     """``if`` (a category, or an attribute with values/pattern/range) excludes ``then`` (an attribute
     with values/pattern/range, or any value of it): no product may have both. A prediction matching one
     side for a product asserting the other contradicts an asserted fact."""
@@ -55,18 +74,6 @@ class Exclusion(RuleType):
     @classmethod
     def parse(cls, spec: Spec) -> PairParams:
         return _parse_pair(spec, same_attribute_ok=True)
-
-    @classmethod
-    def dump(cls, p: PairParams) -> dict[str, Any]:
-        return _dump_pair(p)
-
-    @classmethod
-    def mentions(cls, p: PairParams):
-        return p.condition.mentions() + p.consequence.mentions()
-
-    @classmethod
-    def message_fields(cls, p: PairParams) -> dict[str, Any]:
-        return _fields(p)
 
     @classmethod
     def compile(cls, rule: Rule, ctx: Context) -> Compiled:
@@ -97,7 +104,7 @@ class _Exclusion(Compiled):
 
 
 @register_rule_type
-class Implication(RuleType):
+class Implication(_PairRuleType):
     """``if`` (a category, or a fact) implies ``then`` (an attribute whose values must pass the test):
     a product matching ``if`` may only have ``then``-passing values of that attribute. A value of the
     attribute that fails it, or a fact matching ``if`` on a product whose asserted value fails it,
@@ -116,18 +123,6 @@ class Implication(RuleType):
             raise spec.error("then", "`then` needs values, a pattern or a range (a rule that only says the "
                              "attribute exists is an applicability rule)")
         return p
-
-    @classmethod
-    def dump(cls, p: PairParams) -> dict[str, Any]:
-        return _dump_pair(p)
-
-    @classmethod
-    def mentions(cls, p: PairParams):
-        return p.condition.mentions() + p.consequence.mentions()
-
-    @classmethod
-    def message_fields(cls, p: PairParams) -> dict[str, Any]:
-        return _fields(p)
 
     @classmethod
     def compile(cls, rule: Rule, ctx: Context) -> Compiled:
