@@ -4,6 +4,7 @@ Nodes and keys (see the README for the full picture)::
 
     (:Product {id})        (:Brand {key})          (:Category {path})
     (:Attribute {name})    (:Value {attribute, norm})   (:IngestRun {id})
+    (:CompletionRun {id})  (:CompletionLock {name})
 
 Labels and relationship types are fixed here and in ``queries/``; attribute names and
 values are only ever properties and parameters.
@@ -22,6 +23,8 @@ CONSTRAINTS = [
     "CREATE CONSTRAINT attribute_name IF NOT EXISTS FOR (a:Attribute) REQUIRE a.name IS UNIQUE",
     "CREATE CONSTRAINT value_key IF NOT EXISTS FOR (v:Value) REQUIRE (v.attribute, v.norm) IS UNIQUE",
     "CREATE CONSTRAINT ingest_run_id IF NOT EXISTS FOR (r:IngestRun) REQUIRE r.id IS UNIQUE",
+    "CREATE CONSTRAINT completion_run_id IF NOT EXISTS FOR (r:CompletionRun) REQUIRE r.id IS UNIQUE",
+    "CREATE CONSTRAINT completion_lock_name IF NOT EXISTS FOR (l:CompletionLock) REQUIRE l.name IS UNIQUE",
 ]
 
 INDEXES = [
@@ -30,6 +33,11 @@ INDEXES = [
     "CREATE INDEX category_level IF NOT EXISTS FOR (c:Category) ON (c.level)",
     "CREATE INDEX value_attribute IF NOT EXISTS FOR (v:Value) ON (v.attribute)",
     "CREATE INDEX product_source IF NOT EXISTS FOR (p:Product) ON (p.source)",
+    # completion runs: rollback finds a run's writes and what it superseded. Write-back itself always
+    # expands from the product (see graph.writeback): a relationship index seek there is quadratic.
+    "CREATE INDEX predicted_run IF NOT EXISTS FOR ()-[e:PREDICTED_VALUE]-() ON (e.run_id)",
+    "CREATE INDEX predicted_superseded_by IF NOT EXISTS FOR ()-[e:PREDICTED_VALUE]-() ON (e.superseded_by)",
+    "CREATE INDEX completion_run_status IF NOT EXISTS FOR (r:CompletionRun) ON (r.status)",
 ]
 
 # Opt-in (`attrgraph schema --fulltext`): keeping a Lucene index current costs about a quarter of
