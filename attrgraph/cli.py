@@ -284,13 +284,18 @@ def demo(file_: str | None, mapping: str) -> None:
 
 
 from .cli_rules import rules as _rules_group
+from .cli_complete import complete_cmd as _complete_cmd, review as _review_group, runs as _runs_group
+from .complete import CompleteError
 cli.add_command(_rules_group)
+cli.add_command(_complete_cmd)
+cli.add_command(_runs_group)
+cli.add_command(_review_group)
 
 
 def main() -> None:
     try:
         cli(standalone_mode=True)
-    except (GraphError, IngestError, QueryError, GnnError, KBError) as e:
+    except (GraphError, IngestError, QueryError, GnnError, KBError, CompleteError) as e:
         err_console.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(2)
 

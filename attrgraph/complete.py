@@ -832,6 +832,7 @@ class _Run:
                 record["cleaned"] = True
             except Exception as e2:  # noqa: BLE001 - the database may be the reason of the failure
                 record["cleanup_error"] = _redact(f"{type(e2).__name__}: {e2}", self.g)
+        runs_db.ACTIVE.discard(self.run_id)
         try:
             (self.run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
         except OSError:
@@ -1033,6 +1034,29 @@ class _Run:
         return m
 
 
+# -- rollback -------------------------------------------------------------------------------------------
+def rollback(graph: ProductGraph, run_id: str, *, stale_seconds: float = 120.0) -> wb.RollbackResult:
+    """Remove exactly ``run_id``'s predictions and make current again what it superseded, under the
+    completion lock (no run writes meanwhile). The run is then ``rolled_back`` (a failed run stays
+    ``failed``, marked cleaned). The incremental state no longer matches the last committed run, so
+    the next run scores everything."""
+    rec = runs_db.get_run(graph.client, run_id)
+    holder = f"rollback-{run_id}-{os.urandom(3).hex()}"
+    runs_db.acquire(graph.client, holder, stale_seconds=stale_seconds, record=False)
+    try:
+        if rec.status == "running":
+            runs_db.finish_run(graph.client, run_id, status="failed", error=f"rolled back while running (dead)",
+                               extra={"cleaned": False})
+        res = wb.undo_run_writes(graph.client, run_id, holder=holder)
+        props: dict[str, Any] = {"cleaned": True}
+        if rec.status in ("committed", "rolled_back"):
+            props.update({"status": "rolled_back", "rolled_back_at": runs_db.now()})
+        runs_db.update_run(graph.client, run_id, props)
+        return res
+    finally:
+        runs_db.release(graph.client, holder)
+
+
 # -- scheduling -------------------------------------------------------------------------------------------
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -1084,5 +1108,5 @@ def run_every(interval: float, run_once: Callable[[set[str]], Any], *, max_runs:
 
 __all__ = [
     "CompleteError", "CompletionConfig", "CompletionConfigError", "CompletionResult", "WrittenPrediction",
-    "catalog_from_snapshot", "complete", "parse_interval", "product_signatures", "run_every",
+    "catalog_from_snapshot", "complete", "parse_interval", "rollback", "product_signatures", "run_every",
 ]

@@ -29,15 +29,20 @@ def _plt():
     return plt
 
 
-def _bar(counts: Counter, path: Path, title: str, top: int = 20) -> Path | None:
-    if not counts:
+def _bar(acc: Counter, rev: Counter, path: Path, title: str, top: int = 20) -> Path | None:
+    """Horizontal stacked bars: accepted, then needs-review predictions, for the ``top`` keys by total."""
+    total = acc + rev
+    if not total:
         return None
     plt = _plt()
-    items = counts.most_common(top)[::-1]
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(items) + 1.2))
-    ax.barh([k[:48] for k, _ in items], [v for _, v in items], color="#4C72B0")
-    ax.set(title=title, xlabel="predictions")
+    keys = [k for k, _ in total.most_common(top)][::-1]
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(keys) + 1.4))
+    a = [acc.get(k, 0) for k in keys]
+    ax.barh([k[:48] for k in keys], a, color="#4C72B0", label="accepted")
+    ax.barh([k[:48] for k in keys], [rev.get(k, 0) for k in keys], left=a, color="#DD8452", label="needs review")
+    ax.set(title=title, xlabel="predictions written")
     ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -77,11 +82,13 @@ def _plots(run_dir: Path, vt: dict[str, np.ndarray], result: Any, target: float)
         fig.savefig(out["calibration"], dpi=100)
         plt.close(fig)
     acc = [p for p in result.predictions if p.verdict == "accept"]
-    a = _bar(Counter(p.attribute for p in acc), run_dir / "accepted_by_attribute.png", "accepted predictions per attribute")
+    rev = [p for p in result.predictions if p.verdict != "accept"]
+    a = _bar(Counter(p.attribute for p in acc), Counter(p.attribute for p in rev), run_dir / "accepted_by_attribute.png",
+             "accepted (and needs-review) predictions per attribute")
     if a:
         out["accepted_by_attribute"] = a
-    c = _bar(Counter(p.category or "(none)" for p in acc), run_dir / "accepted_by_category.png",
-             "accepted predictions per category")
+    c = _bar(Counter(p.category or "(none)" for p in acc), Counter(p.category or "(none)" for p in rev),
+             run_dir / "accepted_by_category.png", "accepted (and needs-review) predictions per category")
     if c:
         out["accepted_by_category"] = c
     return out

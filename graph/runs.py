@@ -35,6 +35,8 @@ from .connection import Neo4jClient
 from .errors import GraphError
 
 LOCK_NAME = "completion"
+# lock holders alive in this process: a holder with our pid that is not here is a dead earlier run
+ACTIVE: set[str] = set()
 RUN_STATUSES = ("running", "committed", "failed", "rolled_back")
 
 
@@ -131,6 +133,7 @@ RETURN l.holder AS holder, l.host AS host, l.pid AS pid, l.acquired_at AS acquir
 _TAKE_LOCK = """
 MATCH (l:CompletionLock {name: $name})
 SET l.holder = $run, l.host = $host, l.pid = $pid, l.acquired_at = $now, l.heartbeat_at = $now
+WITH l WHERE $record
 MERGE (r:CompletionRun {id: $run})
   ON CREATE SET r.status = 'running', r.started_at = $now, r.heartbeat_at = $now, r.host = $host, r.pid = $pid,
                 r.mode = $mode, r.config = $config, r.run_dir = $run_dir, r.lock = $name
@@ -176,10 +179,12 @@ def stale_reason(info: LockInfo, *, stale_seconds: float, t: datetime | None = N
     t = t or now()
     if info.holder_status is not None and info.holder_status != "running":
         return f"its run {info.holder} is {info.holder_status}"
-    if own_runs and info.holder in own_runs:
+    if own_runs and info.holder in own_runs and info.holder not in ACTIVE:
         return f"it is held by {info.holder}, an earlier run of this process"
     if info.host == socket.gethostname() and info.pid is not None:
         if info.pid == os.getpid():
+            if info.holder in ACTIVE:
+                return None
             return f"it is held by {info.holder}, an earlier run of this process"
         if not _pid_alive(int(info.pid)):
             return f"its process {info.pid} on {info.host} is gone"
@@ -194,8 +199,8 @@ def stale_reason(info: LockInfo, *, stale_seconds: float, t: datetime | None = N
 
 def acquire(client: Neo4jClient, run_id: str, *, name: str = LOCK_NAME, stale_seconds: float = 120.0,
             mode: str = "full", config: dict[str, Any] | None = None, run_dir: str | None = None,
-            own_runs: set[str] | None = None) -> Acquired:
-    """Take the lock for ``run_id`` and record the run as ``running``, in one transaction.
+            own_runs: set[str] | None = None, record: bool = True) -> Acquired:
+    """Take the lock for ``run_id`` and (``record``) record the run as ``running``, in one transaction.
 
     Raises :class:`LockHeld` when a live run holds it; takes over a stale one (see :func:`stale_reason`).
     """
@@ -216,13 +221,16 @@ def acquire(client: Neo4jClient, run_id: str, *, name: str = LOCK_NAME, stale_se
                                f"(it becomes stale by itself after {stale_seconds:.0f} s without heartbeat)")
             took = info
         tx.run(_TAKE_LOCK, {"name": name, "run": run_id, "host": host, "pid": pid, "now": t, "mode": mode,
-                            "config": cfg, "run_dir": run_dir}).consume()
+                            "config": cfg, "run_dir": run_dir, "record": record}).consume()
         return Acquired(run_id, took)
 
-    return client.write_tx(work)
+    acq = client.write_tx(work)
+    ACTIVE.add(run_id)
+    return acq
 
 
 def release(client: Neo4jClient, run_id: str, *, name: str = LOCK_NAME) -> bool:
+    ACTIVE.discard(run_id)
     rows = client.write_tx(lambda tx: tx.run(_RELEASE, {"name": name, "run": run_id, "now": now()}).data())
     return bool(rows and rows[0]["released"])
 

@@ -121,8 +121,10 @@ def test_every_named_query_runs(sample_graph: ProductGraph, sample_records: list
         "brand_categories": {"brand": r["brand"].upper()},
         "ingest_runs": {},
     }
-    # similar_products needs KG vectors in Neo4j: tested in test_snapshot_neo4j.py
-    assert set(args) | {"similar_products"} == set(queries.load_all()), "a named query has no integration test"
+    # similar_products needs KG vectors in Neo4j: tested in test_snapshot_neo4j.py; the completion
+    # queries need predictions: tested in test_complete_neo4j.py
+    completion = {"predictions_above", "prediction_explanation", "run_changes", "missing_after_run", "completion_runs"}
+    assert set(args) | {"similar_products"} | completion == set(queries.load_all()), "a named query has no integration test"
     for name, params in args.items():
         res = sample_graph.query(name, **params)
         assert len(res) > 0, name
