@@ -276,11 +276,13 @@ def features(snap_dir: str | None, encoder: str, model_path: str | None, threads
 @cli.command()
 @click.option("--file", "file_", default=None, help="catalog to load (default: the shipped Myntra sample)")
 @click.option("--mapping", default="myntra", show_default=True)
-def demo(file_: str | None, mapping: str) -> None:
-    """Start the local Neo4j, ingest the shipped sample, show statistics and example queries."""
+@click.option("--no-complete", is_flag=True, help="skip the completion run")
+@click.option("--model", default=None, help="completion model (default gnn): gnn | tfidf | majority")
+def demo(file_: str | None, mapping: str, no_complete: bool, model: str | None) -> None:
+    """Start the local Neo4j, ingest the shipped sample, show statistics and example queries, run a completion."""
     from .demo import run_demo
 
-    run_demo(file_, mapping)
+    run_demo(file_, mapping, complete_run=not no_complete, completion={"model": model} if model else None)
 
 
 from .cli_rules import rules as _rules_group
