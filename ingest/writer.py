@@ -48,28 +48,67 @@ MERGE (x)-[:OF_ATTRIBUTE]->(a)
 """
 
 # New products: node, brand, category and facts in one pass (the ids were just checked to be absent).
+# Facts are grouped by their target: each Brand, Category and Value of the batch is looked up in its
+# index once (not once per fact) and linked to the new products by their position in $rows. This
+# cuts the database's CPU per ingest by about a third against one lookup per fact (bench_ingest.py).
 _CREATE_NEW = """
 UNWIND $rows AS r
 CREATE (p:Product {id: r.id})
 SET p.title = r.title, p.description = r.description, p.content_hash = r.hash, p.source = $source,
     p.created_at = $now, p.updated_at = $now, p.ingest_id = $run
 SET p += r.props
-WITH p, r
-CALL (p, r) {
-  MATCH (b:Brand {key: r.brand})
-  CREATE (p)-[:HAS_BRAND {source: $source, ingested_at: $now, ingest_id: $run}]->(b)
+WITH collect(p) AS ps
+CALL (ps) {
+  UNWIND $brands AS b
+  MATCH (x:Brand {key: b.key})
+  UNWIND b.rows AS i
+  WITH x, ps[i] AS p
+  CREATE (p)-[:HAS_BRAND {source: $source, ingested_at: $now, ingest_id: $run}]->(x)
 }
-CALL (p, r) {
-  MATCH (c:Category {path: r.category})
-  CREATE (p)-[:IN_CATEGORY {source: $source, ingested_at: $now, ingest_id: $run}]->(c)
+CALL (ps) {
+  UNWIND $cats AS c
+  MATCH (x:Category {path: c.path})
+  UNWIND c.rows AS i
+  WITH x, ps[i] AS p
+  CREATE (p)-[:IN_CATEGORY {source: $source, ingested_at: $now, ingest_id: $run}]->(x)
 }
-CALL (p, r) {
-  UNWIND r.facts AS f
-  MATCH (v:Value {attribute: f.attribute, norm: f.norm})
+CALL (ps) {
+  UNWIND $values AS g
+  MATCH (v:Value {attribute: g.attribute, norm: g.norm})
+  UNWIND range(0, size(g.rows) - 1) AS k
+  WITH v, ps[g.rows[k]] AS p, g.raw[k] AS raw
   CREATE (p)-[h:HAS_VALUE {source: $source, ingested_at: $now, ingest_id: $run}]->(v)
-  SET h.raw = CASE WHEN f.raw <> v.value THEN f.raw END
+  SET h.raw = CASE WHEN raw <> v.value THEN raw END
 }
 """
+
+
+def grouped_new(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Parameters of :data:`_CREATE_NEW`: products, and their facts grouped by target node.
+
+    ``rows[i]`` becomes the i-th created product; each brand, category and value lists the
+    positions of the products that have it (and, for values, the spelling in each row).
+    """
+    brands: dict[str, list[int]] = {}
+    cats: dict[str, list[int]] = {}
+    values: dict[tuple[str, str], dict[str, Any]] = {}
+    products = []
+    for i, r in enumerate(rows):
+        if r["brand"] is not None:
+            brands.setdefault(r["brand"], []).append(i)
+        if r["category"] is not None:
+            cats.setdefault(r["category"], []).append(i)
+        for f in r["facts"]:
+            g = values.get((f["attribute"], f["norm"]))
+            if g is None:
+                g = values[(f["attribute"], f["norm"])] = {"attribute": f["attribute"], "norm": f["norm"],
+                                                           "rows": [], "raw": []}
+            g["rows"].append(i)
+            g["raw"].append(f["raw"])
+        products.append({k: r[k] for k in ("id", "title", "description", "hash", "props")})
+    return {"rows": products, "brands": [{"key": k, "rows": v} for k, v in brands.items()],
+            "cats": [{"path": k, "rows": v} for k, v in cats.items()], "values": list(values.values())}
+
 
 _PRODUCTS = """
 UNWIND $rows AS r
@@ -223,7 +262,7 @@ class GraphWriter:
             })
         new_rows = [r for r in rows if r["id"] not in changed_ids]
         if new_rows:  # the common case: CREATE everything in one statement, no existence checks
-            c = tx.run(_CREATE_NEW, rows=new_rows, **common).consume().counters
+            c = tx.run(_CREATE_NEW, **grouped_new(new_rows), **common).consume().counters
             stats.facts_written += c.relationships_created
         changed_rows = [r for r in rows if r["id"] in changed_ids]
         if changed_rows:
