@@ -1,0 +1,140 @@
+"""Metrics on hand-computed examples: filtered ranks, precision–coverage, ECE, calibration, abstention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gnn.metrics import (
+    AttributeScores, IsotonicCalibration, MetricsError, PairScores, TemperatureScaling, Top1, abstention_thresholds,
+    evaluate, expected_calibration_error, filtered_ranks, get_calibrator, plot_reliability, precision_coverage,
+    rank_summary, reliability_bins,
+)
+
+
+def block(a: int, scores: list[list[float]], truth: list[list[int]], first_pair: int = 0) -> AttributeScores:
+    ip = np.concatenate([[0], np.cumsum([len(t) for t in truth])]).astype(np.int64)
+    return AttributeScores(a, np.arange(first_pair, first_pair + len(scores)), np.array(scores, dtype=float), ip,
+                           np.array([x for t in truth for x in t], dtype=np.int64))
+
+
+def test_filtered_ranks_by_hand() -> None:
+    s = [[0.5, 0.3, 0.2],   # true 2: two candidates above -> 3
+         [0.5, 0.3, 0.2],   # true {0, 2}: 0 is first; 2 has only 1 above once 0 is filtered -> 2
+         [0.4, 0.4, 0.2],   # true 1 ties with 0 -> 1.5
+         [0.1, 0.2, 0.7]]   # true {2, 1}: 2 first; 1 -> 1 (2 filtered)
+    b = block(0, s, [[2], [0, 2], [1], [2, 1]])
+    r = filtered_ranks(b.scores, b.true_indptr, b.true_local)
+    assert r.tolist() == [3.0, 1.0, 2.0, 1.5, 1.0, 1.0]
+    summ = rank_summary(r, ks=(1, 3))
+    assert summ["count"] == 6
+    assert summ["mrr"] == pytest.approx((1 / 3 + 1 + 1 / 2 + 1 / 1.5 + 1 + 1) / 6)
+    assert summ["hits@1"] == pytest.approx(3 / 6) and summ["hits@3"] == 1.0
+    # a tie is never a hit at 1, even when it would be picked by argmax
+    assert rank_summary(filtered_ranks(np.array([[0.5, 0.5]]), np.array([0, 1]), np.array([0])))["hits@1"] == 0.0
+
+
+def test_evaluate_per_attribute_and_subset() -> None:
+    ps = PairScores({0: block(0, [[0.9, 0.1], [0.6, 0.4]], [[0], [1]]),
+                     1: block(1, [[0.2, 0.7, 0.1]], [[1]], first_pair=2)}, ["colour", "size"])
+    ev = evaluate(ps, n_bins=10, target_precision=0.98)
+    assert ev["count"] == 3 and ev["hits@1"] == pytest.approx(2 / 3) and ev["mrr"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert ev["per_attribute"]["colour"]["hits@1"] == 0.5 and ev["per_attribute"]["size"]["hits@1"] == 1.0
+    # top-1: 0.9 right, 0.7 right, 0.6 wrong -> coverage 2/3 at precision 1
+    assert ev["coverage@0.98"] == pytest.approx(2 / 3)
+    sub = ps.subset(np.array([False, True, True]))
+    assert sub.num_pairs == 2 and evaluate(sub, per_attribute=False)["hits@1"] == 0.5
+    with pytest.raises(MetricsError, match="not among"):
+        block(0, [[0.5, 0.5]], [[2]])
+
+
+def test_precision_coverage_by_hand() -> None:
+    pc = precision_coverage(np.array([0.6, 0.8, 0.9, 0.8]), np.array([True, False, True, True]))
+    assert pc.threshold.tolist() == [0.9, 0.8, 0.6]  # the two 0.8s are accepted together
+    assert pc.coverage.tolist() == [0.25, 0.75, 1.0]
+    assert pc.precision.tolist() == pytest.approx([1.0, 2 / 3, 0.75])
+    assert pc.coverage_at(0.98) == 0.25 and pc.coverage_at(0.7) == 1.0 and pc.coverage_at(0.5) == 1.0
+    assert pc.threshold_at(0.98) == 0.9 and pc.threshold_at(0.7) == 0.6
+    assert pc.precision_at(0.5) == pytest.approx(2 / 3)
+    none = precision_coverage(np.array([0.9]), np.array([False]))
+    assert none.coverage_at(0.5) == 0.0 and none.threshold_at(0.5) == float("inf")
+
+
+def test_ece_by_hand() -> None:
+    conf = np.array([0.9, 0.9, 0.2, 0.3, 0.5])
+    ok = np.array([True, False, False, True, True])
+    # two bins, (0, .5] and (.5, 1]: {0.2, 0.3, 0.5} mean .3333 acc 2/3; {0.9, 0.9} mean .9 acc .5
+    rb = reliability_bins(conf, ok, n_bins=2)
+    assert rb.count.tolist() == [3, 2]
+    assert rb.ece == pytest.approx(3 / 5 * abs(2 / 3 - 1 / 3) + 2 / 5 * abs(0.5 - 0.9))
+    # fifteen bins: 0.2 -> (0.1333, 0.2], 0.3 -> (0.2667, 0.3333], 0.5 -> (0.4667, 0.5333], 0.9 -> (0.8667, 0.9333]
+    e15 = (abs(0.9 - 0.5) * 2 + abs(0.2 - 0) + abs(0.3 - 1) + abs(0.5 - 1)) / 5
+    assert expected_calibration_error(conf, ok) == pytest.approx(e15)
+    assert expected_calibration_error(np.array([0.75] * 4), np.array([1, 1, 1, 0], bool)) == pytest.approx(0.0)
+    with pytest.raises(MetricsError):
+        reliability_bins(conf, ok, n_bins=0)
+
+
+def _synthetic(n: int, temperature: float, seed: int) -> PairScores:
+    """Scores softmax(z) whose truths are drawn from softmax(z / temperature): over-confident if T > 1."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 3, size=(n, 5))
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    q = np.exp(z / temperature - (z / temperature).max(1, keepdims=True))
+    q /= q.sum(1, keepdims=True)
+    y = (q.cumsum(1) > rng.random((n, 1))).argmax(1)
+    return PairScores({0: AttributeScores(0, np.arange(n), p, np.arange(n + 1), y.astype(np.int64))}, ["a"])
+
+
+def test_temperature_scaling_recovers_the_planted_temperature() -> None:
+    val, test = _synthetic(4000, 2.0, seed=0), _synthetic(4000, 2.0, seed=1)
+    ts = TemperatureScaling().fit(val)
+    assert ts.temperature == pytest.approx(2.0, rel=0.1)
+    before, after = evaluate(test, per_attribute=False), evaluate(ts.transform(test), per_attribute=False)
+    assert after["ece"] < before["ece"] / 2 and after["ece"] < 0.03
+    assert after["mrr"] == pytest.approx(before["mrr"])  # order unchanged
+    rows = ts.transform(test).blocks[0].scores
+    assert np.allclose(rows.sum(1), 1.0)
+
+
+def test_isotonic_calibration_keeps_ranks_and_fixes_confidence() -> None:
+    val, test = _synthetic(4000, 2.0, seed=2), _synthetic(4000, 2.0, seed=3)
+    iso = get_calibrator("isotonic").fit(val)
+    assert isinstance(iso, IsotonicCalibration)
+    out = iso.transform(test)
+    before, after = evaluate(test, per_attribute=False), evaluate(out, per_attribute=False)
+    assert after["ece"] < 0.03 < before["ece"]
+    b0, b1 = test.blocks[0].scores, out.blocks[0].scores
+    assert np.array_equal(np.argsort(-b0, 1, kind="stable"), np.argsort(-b1, 1, kind="stable"))
+    assert (b1.max(1) > 1 - 1e-5).any()  # some tops map to ~1: the others still keep their order
+    assert after["mrr"] == pytest.approx(before["mrr"]) and (b1.sum(1) <= 1 + 1e-9).all()
+    assert get_calibrator("none") is None
+    with pytest.raises(MetricsError, match="valid: none, temperature, isotonic"):
+        get_calibrator("platt")
+
+
+def test_abstention_thresholds_per_attribute() -> None:
+    # attribute 0: right at 0.9, 0.8, 0.7, wrong at 0.6 -> threshold 0.7 for precision 1
+    # attribute 1: wrong at its top 0.95 -> never reaches 0.98: abstains (inf)
+    # attribute 2: right at 0.99 and 0.4 -> 0.4; with min_pairs=3 attributes 1 and 2 (2 pairs each)
+    # share the default threshold, chosen on all pairs together
+    conf = np.array([0.9, 0.8, 0.7, 0.6, 0.95, 0.5, 0.99, 0.4])
+    ok = np.array([1, 1, 1, 0, 0, 1, 1, 1], bool)
+    attr = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    t = Top1(attr, np.arange(8), np.zeros(8, np.int64), conf, ok)
+    ab = abstention_thresholds(t, 0.98, min_pairs=2)
+    assert ab.thresholds == {0: 0.7, 1: float("inf"), 2: 0.4}
+    ab3 = abstention_thresholds(t, 0.98, min_pairs=3)
+    assert set(ab3.thresholds) == {0} and ab3.default == 0.99  # all together: only 0.99 stays at precision 1
+    res = ab3.apply(t)  # accepted: 0.9, 0.8, 0.7 (attr 0) and 0.99 (attr 2)
+    assert res["accepted"] == 4 and res["coverage"] == 0.5 and res["precision"] == 1.0
+
+
+def test_reliability_plot_is_written(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    t = _synthetic(500, 1.0, seed=4).top1()
+    p = plot_reliability({"m": (t.confidence, t.correct)}, tmp_path / "r.png")
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
