@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import platform
 import resource
 import sys
@@ -46,6 +47,30 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def local_jvm() -> psutil.Process | None:
+    """The throwaway Neo4j's JVM (a child of this process), or None for a server elsewhere."""
+    for c in psutil.Process().children(recursive=True):
+        if c.name() == "java":
+            return c
+    return None
+
+
+class CpuClock:
+    """CPU seconds of this Python process and of the local JVM: unlike wall time, not inflated when
+    other work shares the cores, so it tells where the time goes and what an idle machine would do."""
+
+    def __init__(self, jvm: psutil.Process | None):
+        self.jvm = jvm
+
+    def read(self) -> tuple[float, float]:
+        j = self.jvm.cpu_times() if self.jvm else None
+        return time.process_time(), (j.user + j.system) if j else float("nan")
+
+    def since(self, start: tuple[float, float]) -> dict[str, float]:
+        py, jvm = self.read()
+        return {"python_cpu_s": round(py - start[0], 2), "jvm_cpu_s": round(jvm - start[1], 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--file", type=Path, default=DEFAULT_FILE)
@@ -58,7 +83,9 @@ def main() -> None:
     out: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
                  "file": str(args.file), "cpus": psutil.cpu_count(), "python": platform.python_version()}
 
+    out["load_avg_1m_at_start"] = round(os.getloadavg()[0], 2)
     with bench_graph() as g:
+        clock = CpuClock(local_jvm())
         g.clear(confirm=True)
         g.ensure_schema()
         rss_trace: list[tuple[int, float]] = []
@@ -74,9 +101,11 @@ def main() -> None:
         rep = g.ingest(args.file, mapping=mapping, batch_size=args.batch_size, progress=progress)
         cold = time.perf_counter() - t
         g.clear(confirm=True)
+        c = clock.read()
         t = time.perf_counter()
         rep = g.ingest(args.file, mapping=mapping, batch_size=args.batch_size)
         dt = time.perf_counter() - t
+        batched_cpu = clock.since(c)
         stats = g.stats()
         rels = stats.has_value + stats.has_brand + stats.in_category
         out["cold_first_load"] = {"seconds": round(cold, 2), "relationships_per_s": round(rels / cold, 1)}
@@ -86,6 +115,7 @@ def main() -> None:
             "relationships_per_s": round(rels / dt, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
             "rss_at_start_mb": round(rss0, 1),
             "rss_trace_mb": [(r, round(m, 1)) for r, m in rss_trace[:: max(1, len(rss_trace) // 8)]],
+            **batched_cpu,
         }
         t = time.perf_counter()
         rep2 = g.ingest(args.file, mapping=mapping, batch_size=args.batch_size)
@@ -101,6 +131,7 @@ def main() -> None:
         sub_dt = time.perf_counter() - t
         g.clear(confirm=True)
         n = 0
+        c = clock.read()
         t = time.perf_counter()
         with g.client.session() as s:
             for p in subset:
@@ -114,10 +145,23 @@ def main() -> None:
                     s.run(NAIVE_CAT, id=p.id, path=CATEGORY_SEP.join(p.category)).consume()
                     n += 1
         naive_dt = time.perf_counter() - t
+        naive_cpu = clock.since(c)
         out["subset"] = {
             "products": len(subset), "facts": n,
             "batched_seconds": round(sub_dt, 2), "batched_facts_per_s": round(sub_rep.facts_written / sub_dt, 1),
             "naive_seconds": round(naive_dt, 2), "naive_facts_per_s": round(n / naive_dt, 1),
+            "naive_ms_per_fact": round(1000 * naive_dt / n, 3),
+            "naive_cpu": naive_cpu,
+        }
+        # Where the time goes. The naive loop waits: one round trip and one commit per fact, so its
+        # CPU is a small part of its wall time. The batched load is CPU-bound (Python mapping + JVM
+        # writing); on idle cores its wall time is at least (python + jvm CPU) / cores, which bounds
+        # the best full-file time this machine could reach when nothing else runs.
+        cpu_total = batched_cpu["python_cpu_s"] + batched_cpu["jvm_cpu_s"]
+        cores = psutil.cpu_count() or 1
+        out["cpu_bound"] = {
+            "batched_us_cpu_per_relationship": round(1e6 * cpu_total / rels, 1),
+            "idle_machine_wall_floor_s": round(cpu_total / cores, 2),
         }
         out["ratio_full_batched_vs_naive"] = round(out["batched"]["relationships_per_s"] / (n / naive_dt), 1)
         out["ratio_subset_batched_vs_naive"] = round((sub_rep.facts_written / sub_dt) / (n / naive_dt), 1)

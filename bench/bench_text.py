@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import re
 import sys
 import tempfile
@@ -19,6 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -61,16 +63,28 @@ def main() -> None:
     out = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
            "encoder": args.encoder, "texts": len(texts), "threads": args.threads, "cpus": psutil.cpu_count(),
            "batch_size": args.batch_size, "max_length": args.max_length, "fit_seconds": round(fit_s, 2)}
+    if args.encoder == "minilm":  # how much of max_length the texts fill (padding is cut by length sorting)
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(enc.path), local_files_only=True)
+        lens = np.array([len(x) for x in tok(texts, truncation=True, max_length=args.max_length)["input_ids"]])
+        out["tokens"] = {"mean": round(float(lens.mean()), 1), "median": int(np.median(lens)),
+                         "at_max_length": round(float((lens >= args.max_length).mean()), 3)}
+    # Other processes may share the cores: record the load and this process's CPU time beside wall time.
+    out["load_avg_1m_at_start"] = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory() as d:
         cache = EmbeddingCache(Path(d) / "cache.sqlite")
         t = time.perf_counter()
+        c0 = time.process_time()
         cache.encode(enc, texts)
         cold = time.perf_counter() - t
+        cold_cpu = time.process_time() - c0
         t = time.perf_counter()
         cache.encode(enc, texts)
         warm = time.perf_counter() - t
         cache.close()
     out.update({"cold_seconds": round(cold, 2), "cold_texts_per_s": round(len(texts) / cold, 1),
+                "cold_cpu_seconds": round(cold_cpu, 2), "cold_ms_cpu_per_text": round(1000 * cold_cpu / len(texts), 2),
                 "warm_seconds": round(warm, 2), "warm_texts_per_s": round(len(texts) / warm, 1),
                 "warm_speedup": round(cold / warm, 1),
                 "peak_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)})
