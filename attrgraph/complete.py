@@ -821,7 +821,8 @@ class _Run:
         record = {"run_id": self.run_id, "status": "failed", "stage": self.stages.current, "error": err,
                   "stages": self.stages.times}
         self._failed_recorded = False
-        if self.locked:
+        # with the database gone, cleanup would only wait for the driver's retries: the next run recovers
+        if self.locked and not _is_connection_error(e):
             try:
                 runs_db.finish_run(self.client, self.run_id, status="failed", error=f"stage {self.stages.current}: {err}",
                                    stages=self.stages.times, extra={"cleaned": False})

@@ -6,6 +6,10 @@ Registry ``BASELINES`` (resolve with :func:`get_baseline`):
   leaf category, ties broken (and empty categories filled) by the attribute's global frequencies.
 * ``tfidf`` — TF-IDF word 1–2-grams of the title + the first 300 characters of the description,
   one multinomial logistic regression (scikit-learn, saga) per attribute.
+* ``kge`` — PyKEEN embeddings alone: a KG model (TransE by default, any PyKEEN name) trained on
+  the static edges (categories, tree, value -> attribute) and the training facts only; a pair is
+  scored by ``score_t(product, has_value | has_brand, candidate)`` over its attribute's candidates
+  (softmax). Products whose facts are all hidden (cold start) keep only their category edge.
 
 Every baseline learns only from the facts of the splits it is fitted ``on`` (train by default) and
 scores a pair over *all* candidates of its attribute (values never seen in training get 0).
@@ -214,7 +218,69 @@ class TfidfBaseline(Baseline):
                 "seed": self.seed}
 
 
-BASELINES: dict[str, type[Baseline]] = {"majority": MajorityBaseline, "tfidf": TfidfBaseline}
+class KgeBaseline(Baseline):
+    """PyKEEN knowledge-graph embeddings alone, trained on the visible graph (see the module doc)."""
+
+    name = "kge"
+
+    def __init__(self, *, model: str = "TransE", embedding_dim: int = 64, epochs: int = 30, batch_size: int = 1024,
+                 learning_rate: float = 0.01, seed: int = 0, threads: int | None = None,
+                 model_kwargs: dict[str, Any] | None = None) -> None:
+        from .kge import KgeConfig
+
+        self.kcfg = KgeConfig(model=model, embedding_dim=embedding_dim, epochs=epochs, batch_size=batch_size,
+                              learning_rate=learning_rate, seed=seed, threads=threads, model_kwargs=model_kwargs or {})
+        self.split: FactSplit | None = None
+
+    def fit(self, snap: Snapshot, split: FactSplit, *, on: Sequence[str] = ("train",)) -> "KgeBaseline":
+        from .kge import train_kge, triples_from_snapshot
+
+        pairs = _fit_pairs(split, on)
+        pair_rels = ("has_value", "has_brand") if split.config.get("include_brand", True) else ("has_value",)
+        static = [r for r in snap.edge_types if r not in pair_rels]
+        kg = triples_from_snapshot(snap, static + [r for r in pair_rels if r in snap.edge_types])
+        rel_id = {r: i for i, r in enumerate(kg.relation_labels)}
+        keep = np.isin(kg.triples[:, 1], [rel_id[r] for r in static])
+        pf, fv = _fact_rows(split, pairs)
+        is_brand = split.attribute[pf] == split.brand_attribute
+        parts = [kg.triples[keep]]
+        for rel, mask, tail_type in (("has_value", ~is_brand, "value"), ("has_brand", is_brand, "brand")):
+            if rel in rel_id and mask.any():
+                parts.append(np.stack([split.product[pf[mask]] + kg.offsets["product"],
+                                       np.full(int(mask.sum()), rel_id[rel]), fv[mask] + kg.offsets[tail_type]], 1))
+        triples = np.concatenate(parts).astype(np.int64)
+        self.kge = train_kge(kg.factory(triples), self.kcfg)
+        self.kg, self.split, self.rel_id, self.train_triples = kg, split, rel_id, triples
+        self.fit_seconds = self.kge.seconds
+        return self
+
+    def _score_attribute(self, attribute: int, products: np.ndarray) -> np.ndarray:
+        import torch
+
+        sp, kg = self.split, self.kg
+        is_brand = attribute == sp.brand_attribute
+        cand = sp.candidates(attribute) + kg.offsets["brand" if is_brand else "value"]
+        if len(cand) == 0:
+            return np.zeros((len(products), 0))
+        rel = self.rel_id["has_brand" if is_brand else "has_value"]
+        out = np.empty((len(products), len(cand)))
+        model = self.kge.model
+        model.eval()
+        with torch.no_grad():
+            ct = torch.as_tensor(cand)
+            for lo in range(0, len(products), 4096):
+                h = torch.as_tensor(np.asarray(products[lo: lo + 4096], dtype=np.int64) + kg.offsets["product"])
+                hr = torch.stack([h, torch.full_like(h, rel)], 1)
+                out[lo: lo + len(h)] = torch.softmax(model.score_t(hr, tails=ct).reshape(len(h), len(cand)), 1).numpy()
+        return out
+
+    def config(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {"name": self.name, **asdict(self.kcfg)}
+
+
+BASELINES: dict[str, type[Baseline]] = {"majority": MajorityBaseline, "tfidf": TfidfBaseline, "kge": KgeBaseline}
 
 
 def get_baseline(name: str, **kwargs: Any) -> Baseline:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gnn.baselines import BASELINES, BaselineError, MajorityBaseline, get_baseline
+from gnn.baselines import BASELINES, BaselineError, MajorityBaseline, _fact_rows, get_baseline
 from gnn.metrics import evaluate
 from gnn.protocol import TEST, TRAIN, ProtocolError, make_split
 from gnn.snapshot import Snapshot, load_snapshot
@@ -123,7 +123,7 @@ def test_baselines_never_learn_hidden_facts(snap: Snapshot) -> None:
         lo = sp.indptr[p]
         lied.values[lo] = vals[(int(sp.local(size, sp.values[lo : lo + 1])[0]) + 1) % len(vals)]
     assert len(hidden_sizes) and not np.array_equal(lied.values, sp.values)
-    for name, kw in (("majority", {}), ("tfidf", {"n_jobs": 1})):
+    for name, kw in (("majority", {}), ("tfidf", {"n_jobs": 1}), ("kge", {"epochs": 3, "threads": 1})):
         a = get_baseline(name, **kw).fit(snap, sp).score(graded)
         b = get_baseline(name, **kw).fit(snap, lied).score(graded)
         for k in a.blocks:
@@ -135,7 +135,7 @@ def test_baselines_never_learn_hidden_facts(snap: Snapshot) -> None:
 @pytest.mark.parametrize("name", sorted(BASELINES))
 def test_every_registered_baseline_scores_valid_probabilities(snap: Snapshot, name: str) -> None:
     sp = make_split(snap, seed=2)
-    kw = {"n_jobs": 1} if name == "tfidf" else {}
+    kw = {"tfidf": {"n_jobs": 1}, "kge": {"epochs": 5, "threads": 1}}.get(name, {})
     with pytest.raises(BaselineError, match="fit"):
         get_baseline(name, **kw).score(sp.pairs("test"))
     m = get_baseline(name, **kw).fit(snap, sp, on=("train", "valid"))
@@ -147,6 +147,22 @@ def test_every_registered_baseline_scores_valid_probabilities(snap: Snapshot, na
     again = get_baseline(name, **kw).fit(snap, sp, on=("train", "valid")).score(sp.pairs("test"))
     assert all(np.array_equal(ps.blocks[k].scores, again.blocks[k].scores) for k in ps.blocks)
     assert m.config()["name"] == name
+
+
+def test_kge_learns_the_graph_structure(snap: Snapshot) -> None:
+    """PyKEEN alone (no text): the size is decided by the brand, which the graph shows."""
+    sp = make_split(snap, seed=0, cold_share=0.0)
+    m = get_baseline("kge", model="DistMult", epochs=60, embedding_dim=32, threads=1, batch_size=128).fit(snap, sp)
+    test = sp.pairs("test")
+    size = test[sp.attribute[test] == sp.attribute_id("size")]
+    assert evaluate(m.score(size), per_attribute=False)["hits@1"] >= 0.8
+    # its training triples hold no fact of a graded pair, and every training fact
+    pf, fv = _fact_rows(sp, sp.pairs("test", "cold"))
+    hidden = {(int(sp.product[p]) + m.kg.offsets["product"], int(v)) for p, v in zip(pf, fv)
+              if sp.attribute[p] != sp.brand_attribute}
+    seen = {(h, t - m.kg.offsets["value"]) for h, r, t in m.train_triples.tolist() if r == m.rel_id["has_value"]}
+    assert hidden and not hidden & seen
+    assert len(seen) == sum(1 for a in sp.attribute[_fact_rows(sp, sp.pairs("train"))[0]] if a != sp.brand_attribute)
 
 
 def test_registry_names_the_valid_choices() -> None:

@@ -49,8 +49,15 @@ public final class Main {
             stopped.countDown();
         }, "attrgraph-neo4j-shutdown"));
 
-        dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
-                "ALTER USER neo4j SET PASSWORD $pw CHANGE NOT REQUIRED", Map.of("pw", password));
+        try {
+            dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
+                    "ALTER USER neo4j SET PASSWORD $pw CHANGE NOT REQUIRED", Map.of("pw", password));
+        } catch (org.neo4j.graphdb.QueryExecutionException e) {
+            // A restart over existing data: the password is already this one. Anything else is an error.
+            if (e.getMessage() == null || !e.getMessage().contains("Old password and new password cannot be the same")) {
+                throw e;
+            }
+        }
 
         System.out.println("ATTRGRAPH_NEO4J_READY " + host + ":" + port);
         System.out.flush();

@@ -1,0 +1,727 @@
+"""The heterogeneous GNN that ranks missing attribute values, brands and categories.
+
+Graph (a snapshot with the hidden facts removed): node types ``product``, ``value``, ``brand``,
+``category``, ``attribute``; every relation is used in both directions (``rev_<rel>``), so a
+product hears its visible values, its brand and category, and, two hops away, the other products
+that share them; a value hears the products that carry it.
+
+Inputs (all optional but the learnable ones, chosen by :class:`GnnConfig`):
+
+* products: sparse TF-IDF word 1–2-grams of title + description start, through a learned linear map
+  (an ``EmbeddingBag``), plus the transformers text embedding (``text.product`` of the feature
+  store), plus the PyKEEN embedding (``kge.product``) gated by its mask (a product unseen by the
+  KG model has none and gets a learned default instead);
+* values, brands, categories: their text embedding (``text.<type>``) and a learnable embedding
+  keyed by the node's key (so a later snapshot reuses it: :meth:`GnnCompletionModel.rebind`);
+* attributes: a learnable embedding.
+
+Encoder: ``layers`` rounds of relation-aware message passing chosen by name from :data:`CONVS`
+(``sage``: ``to_hetero``-style ``HeteroConv`` of ``SAGEConv``; ``gat``: of ``GATConv``; ``hgt``:
+``HGTConv``), residual, layer-normalised.
+
+Decoder: for a product ``p`` and an attribute ``a`` (``@brand`` included), the score of candidate
+``v`` of ``a`` is ``<MLP(h_p) * r_a, W z_v> + b_v`` over **only** that attribute's candidates
+(schema-restricted softmax, cross-entropy with all the attribute's other values as negatives:
+type-constrained negatives, exhaustively).
+
+Training (no leakage): each epoch the training pairs are cut at random into *message* pairs, whose
+facts are edges of the graph, and *supervision* pairs, whose facts are removed from the graph and
+predicted; a share of products lose all their facts in an epoch (cold-start practice: only text,
+category and neighbours remain). Early stopping on the validation pairs, scored over a graph
+holding the training facts only. Seeds fixed; full batch by default; ``batch_size`` switches to
+mini-batches of supervision products with the pure-torch neighbour sampler (``gnn.sampler``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .baselines import Baseline, _fact_rows, _fit_pairs, product_text
+from .errors import GnnError, MissingExtra
+from .metrics import AttributeScores, PairScores
+from .protocol import SPLITS, FactSplit, _value_attributes, leaf_categories
+from .snapshot import NODE_TYPES, Snapshot, load_snapshot
+
+LEARNED_TYPES = ("value", "brand", "category", "attribute")
+
+
+class ModelError(GnnError):
+    """A GNN configuration is invalid, or a model is used on data it cannot score."""
+
+
+def _torch():
+    try:
+        import torch
+        import torch_geometric  # noqa: F401
+    except ImportError:
+        raise MissingExtra("the GNN needs torch and torch-geometric: pip install 'attrgraph[ml]'") from None
+    return torch
+
+
+@dataclass
+class GnnConfig:
+    """Everything that defines a GNN run; saved with every checkpoint."""
+
+    conv: str = "sage"  # a name in CONVS
+    hidden: int = 128
+    layers: int = 2
+    dropout: float = 0.2
+    # inputs
+    tfidf: bool = True
+    tfidf_ngrams: tuple[int, int] = (1, 2)
+    tfidf_min_df: int = 2
+    tfidf_max_features: int = 200_000
+    description_chars: int = 300
+    text_feature: str | None = "text"  # feature-store prefix (text.<type>), None: no text embeddings
+    kge_feature: str | None = None  # e.g. "kge" (kge.<type> + kge_mask.<type>); None: none
+    learnable: bool = True  # learnable embeddings of values, brands, categories, attributes
+    message_passing: bool = True  # False: the same model with no graph (text features only)
+    # training
+    epochs: int = 120
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    supervision_share: float = 0.3  # of the training pairs, per epoch: predicted, not in the graph
+    product_drop: float = 0.05  # of the products, per epoch: every fact hidden (cold-start practice)
+    label_smoothing: float = 0.0
+    patience: int = 12  # evaluations without validation improvement before stopping
+    eval_every: int = 2
+    batch_size: int = 0  # 0: full batch; else supervision products per mini-batch (neighbour sampling)
+    num_neighbors: tuple[int, ...] = (15, 10)
+    seed: int = 0
+    threads: int = 2
+    max_seconds: float = 540.0  # training stops (keeping the best state) after this long
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.conv not in CONVS:
+            raise ModelError(f"unknown conv {self.conv!r}; valid: {', '.join(CONVS)}")
+        if self.hidden < 4 or self.layers < 0 or not 0 <= self.dropout < 1:
+            raise ModelError(f"bad sizes: hidden={self.hidden} (>= 4), layers={self.layers} (>= 0), dropout={self.dropout} ([0, 1))")
+        if not 0 < self.supervision_share < 1:
+            raise ModelError(f"supervision_share must be in (0, 1), got {self.supervision_share}")
+        if not 0 <= self.product_drop < 1:
+            raise ModelError(f"product_drop must be in [0, 1), got {self.product_drop}")
+        if self.epochs < 1 or self.eval_every < 1 or self.patience < 1:
+            raise ModelError("epochs, eval_every and patience must be at least 1")
+        self.tfidf_ngrams = tuple(self.tfidf_ngrams)  # type: ignore[assignment]
+        self.num_neighbors = tuple(self.num_neighbors)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GnnConfig":
+        known = set(cls.__dataclass_fields__)
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ModelError(f"unknown GNN option(s) {bad}; valid: {', '.join(sorted(known))}")
+        return cls(**d)
+
+
+# -- the network ------------------------------------------------------------------------------------------
+def _relations(edge_types: dict[str, tuple[str, str]]) -> list[tuple[str, str, str]]:
+    out = []
+    for rel, (s, d) in sorted(edge_types.items()):
+        out.append((s, rel, d))
+        out.append((d, f"rev_{rel}", s))
+    return out
+
+
+def _make_sage(rels: list[tuple[str, str, str]], hidden: int) -> Any:
+    from torch_geometric.nn import HeteroConv, SAGEConv
+
+    return HeteroConv({r: SAGEConv((hidden, hidden), hidden, aggr="mean") for r in rels}, aggr="sum")
+
+
+def _make_gat(rels: list[tuple[str, str, str]], hidden: int) -> Any:
+    from torch_geometric.nn import GATConv, HeteroConv
+
+    return HeteroConv({r: GATConv((hidden, hidden), hidden, heads=1, add_self_loops=False) for r in rels}, aggr="sum")
+
+
+def _make_hgt(rels: list[tuple[str, str, str]], hidden: int) -> Any:
+    from torch_geometric.nn import HGTConv
+
+    return HGTConv(hidden, hidden, (list(NODE_TYPES), rels), heads=4)
+
+
+CONVS: dict[str, Callable[[list[tuple[str, str, str]], int], Any]] = {"sage": _make_sage, "gat": _make_gat, "hgt": _make_hgt}
+
+
+def _build_net(cfg: GnnConfig, dims: dict[str, Any], rels: list[tuple[str, str, str]]):
+    torch = _torch()
+    nn = torch.nn
+
+    class Net(nn.Module):
+        """Input projections -> message passing -> per-attribute bilinear decoder.
+
+        ``forward(inputs, edge_index_dict)`` returns ``{type: float [N_type, hidden]}``.
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            H = cfg.hidden
+            self.proj = nn.ModuleDict()
+            for t in NODE_TYPES:
+                if dims["text"].get(t):
+                    self.proj[f"text_{t}"] = nn.Linear(dims["text"][t], H)
+                if dims["kge"].get(t):
+                    self.proj[f"kge_{t}"] = nn.Linear(dims["kge"][t], H)
+            self.kge_default = nn.ParameterDict({t: nn.Parameter(torch.zeros(H)) for t in NODE_TYPES if dims["kge"].get(t)})
+            self.tfidf = nn.EmbeddingBag(dims["tfidf"], H, mode="sum") if dims["tfidf"] else None
+            if self.tfidf is not None:
+                nn.init.normal_(self.tfidf.weight, std=0.05)
+            self.emb = nn.ModuleDict({t: nn.Embedding(dims["count"][t], H) for t in LEARNED_TYPES if cfg.learnable or t == "attribute"})
+            for e in self.emb.values():
+                nn.init.normal_(e.weight, std=0.05)
+                with torch.no_grad():
+                    e.weight[0].zero_()  # row 0: keys first seen after training ("unknown")
+            self.bias_in = nn.ParameterDict({t: nn.Parameter(torch.zeros(H)) for t in NODE_TYPES})
+            self.norm_in = nn.ModuleDict({t: nn.LayerNorm(H) for t in NODE_TYPES})
+            n_layers = cfg.layers if cfg.message_passing else 0
+            self.convs = nn.ModuleList([CONVS[cfg.conv](rels, H) for _ in range(n_layers)])
+            self.norms = nn.ModuleList([nn.ModuleDict({t: nn.LayerNorm(H) for t in NODE_TYPES}) for _ in range(n_layers)])
+            self.drop = nn.Dropout(cfg.dropout)
+            self.head = nn.Sequential(nn.Linear(2 * H, H), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(H, H))
+            self.cand = nn.Linear(H, H)
+            self.rel = nn.Embedding(dims["num_attributes"], H)
+            nn.init.ones_(self.rel.weight)
+            self.scale = nn.Parameter(torch.tensor(math.sqrt(H)))
+
+        def encode_inputs(self, inp: dict[str, Any]) -> dict[str, Any]:
+            x = {}
+            for t in NODE_TYPES:
+                h = self.bias_in[t].expand(inp["n"][t], -1)
+                if f"text_{t}" in self.proj:
+                    h = h + self.proj[f"text_{t}"](inp["text"][t])
+                if f"kge_{t}" in self.proj:
+                    m = inp["kge_mask"][t].unsqueeze(1)
+                    h = h + m * self.proj[f"kge_{t}"](inp["kge"][t]) + (1 - m) * self.kge_default[t]
+                if t == "product" and self.tfidf is not None:
+                    idx, off, w = inp["tfidf"]
+                    h = h + self.tfidf(idx, off, per_sample_weights=w)
+                if t in self.emb:
+                    h = h + self.emb[t](inp["learn_ids"][t])
+                x[t] = self.drop(self.norm_in[t](h))
+            return x
+
+        def forward(self, inp: dict[str, Any], edge_index_dict: dict[tuple[str, str, str], Any]) -> dict[str, Any]:
+            x = self.encode_inputs(inp)
+            x0 = x
+            for conv, norms in zip(self.convs, self.norms):
+                out = conv(x, edge_index_dict)
+                x = {t: norms[t](x[t] + self.drop(torch.relu(out[t]))) if t in out else x[t] for t in x}
+            x["product"] = torch.cat([x["product"], x0["product"]], dim=1)
+            return x
+
+        def query(self, h_products: Any) -> Any:
+            """float [M, H]: the query vectors of M products (rows of ``h_products`` [M, 2H])."""
+            return self.head(h_products)
+
+        def logits(self, q: Any, attribute: int, k: Any, cand_bias: Any) -> Any:
+            """float [M, C]: scores of M queries over C candidate vectors ``k`` [C, H] of ``attribute``."""
+            return ((q * self.rel.weight[attribute]) @ k.T) * (self.scale / q.shape[1]) + cand_bias
+
+    return Net()
+
+
+# -- the model ------------------------------------------------------------------------------------------
+class GnnCompletionModel(Baseline):
+    """Fit on a snapshot and a :class:`FactSplit`; score any (product, attribute) over its candidates.
+
+    ``fit(snap, split, on=("train",))`` trains on the facts of ``on`` and early-stops on the
+    ``valid`` pairs. ``_score_attribute(a, products)`` gives probabilities [M, C_a]; the graph it
+    message-passes over holds the visible facts (train + valid) except those of the pairs being
+    scored by :meth:`score` (scoring valid pairs uses the train facts only).
+    """
+
+    name = "gnn"
+
+    def __init__(self, config: GnnConfig | None = None, **kwargs: Any) -> None:
+        if config is not None and kwargs:
+            raise ModelError("give either config= or keyword options, not both")
+        self.cfg = config if config is not None else GnnConfig.from_dict(kwargs)
+        self.split: FactSplit | None = None
+        self.history: list[dict[str, Any]] = []
+        self.fit_seconds = 0.0
+        self.best_epoch = -1
+        self._runtime: dict[str, Any] = {}
+
+    def config(self) -> dict[str, Any]:
+        d = asdict(self.cfg)
+        d["name"] = self.name
+        return d
+
+    # -- data -------------------------------------------------------------------------------------
+    def _prepare(self, snap: Snapshot, split: FactSplit, *, fit_vectorizer: bool) -> None:
+        """Tensors of ``snap``: inputs, candidate tables, fact edges by pair. Keeps ``snap`` bound."""
+        torch = _torch()
+        cfg = self.cfg
+        self.snap, self.split = snap, split
+        rt: dict[str, Any] = {}
+        n = {t: snap.num_nodes(t) for t in NODE_TYPES}
+        inp: dict[str, Any] = {"n": n, "text": {}, "kge": {}, "kge_mask": {}, "learn_ids": {}}
+        names = set(snap.features.names())
+        dims: dict[str, Any] = {"text": {}, "kge": {}, "count": {}, "tfidf": 0, "num_attributes": split.num_attributes}
+        versions: dict[str, Any] = {}
+        for t in NODE_TYPES:
+            if cfg.text_feature:
+                f = f"{cfg.text_feature}.{t}"
+                if f not in names:
+                    raise ModelError(f"{snap.path}: no feature {f!r} in the feature store (have: {', '.join(sorted(names)) or 'none'}); "
+                                     f"compute it with `attrgraph features`, or set text_feature=None")
+                m = snap.features.get(f)
+                inp["text"][t] = torch.as_tensor(m, dtype=torch.float32)
+                dims["text"][t] = m.shape[1]
+                meta = snap.features.meta(f)
+                versions[f] = {k: meta.get(k) for k in ("encoder", "version", "snapshot")}
+            if cfg.kge_feature and t in ("product", "value", "brand", "category"):
+                f, fm = f"{cfg.kge_feature}.{t}", f"{cfg.kge_feature}_mask.{t}"
+                if f not in names or fm not in names:
+                    raise ModelError(f"{snap.path}: no feature {f!r}/{fm!r}; compute KG embeddings with `attrgraph features`, or set kge_feature=None")
+                m = snap.features.get(f)
+                inp["kge"][t] = torch.as_tensor(m, dtype=torch.float32)
+                inp["kge_mask"][t] = torch.as_tensor(snap.features.get(fm), dtype=torch.float32)
+                dims["kge"][t] = m.shape[1]
+                versions[f] = {k: snap.features.meta(f).get(k) for k in ("model", "snapshot")}
+        # learnable embeddings keyed by node key: rows kept across snapshots (rebind)
+        if not hasattr(self, "key_tables"):
+            self.key_tables = {t: {} for t in LEARNED_TYPES}
+        for t in LEARNED_TYPES:
+            table = self.key_tables[t]
+            keys = snap.keys(t)
+            ids = np.empty(len(keys), np.int64)
+            for i, k in enumerate(keys):
+                if k not in table:
+                    # a key first seen after training maps to row 0 of the table (learned "unknown")
+                    table[k] = len(table) + 1 if fit_vectorizer else 0
+                ids[i] = table[k]
+            inp["learn_ids"][t] = torch.as_tensor(ids)
+            dims["count"][t] = len(table) + 1
+        if cfg.tfidf:
+            texts = [product_text(r, cfg.description_chars) for r in snap.nodes["product"]]
+            if fit_vectorizer:
+                from sklearn.feature_extraction.text import TfidfVectorizer
+
+                self.vectorizer = TfidfVectorizer(ngram_range=cfg.tfidf_ngrams, min_df=cfg.tfidf_min_df, sublinear_tf=True,
+                                                  max_features=cfg.tfidf_max_features, dtype=np.float32)
+                X = self.vectorizer.fit_transform(texts).tocsr()
+            else:
+                X = self.vectorizer.transform(texts).tocsr()
+            rt["tfidf_csr"] = X
+            inp["tfidf"] = (torch.as_tensor(X.indices.astype(np.int64)), torch.as_tensor(X.indptr[:-1].astype(np.int64)),
+                            torch.as_tensor(X.data.astype(np.float32)))
+            dims["tfidf"] = len(self.vectorizer.vocabulary_)
+        rt["inp"], rt["dims"] = inp, dims
+        self.feature_versions = versions
+        # fact edges of every pair (value or brand edges), for building graphs per epoch
+        v_attr = _value_attributes(snap)
+        rt["v_attr"] = v_attr
+        rt["pair_of_fact"], rt["fact_value"] = _fact_rows(split, np.arange(split.num_pairs))
+        # brand facts are pairs (hidden or shown per split) only when the split includes them
+        pair_rels = ("has_value", "has_brand") if split.config.get("include_brand", True) else ("has_value",)
+        rt["static"] = {rel: e for rel, e in snap.edges.items() if rel not in pair_rels}
+        rt["rels"] = _relations(snap.edge_types)
+        self._runtime = rt
+
+    def _graph(self, fact_mask: np.ndarray) -> dict[tuple[str, str, str], Any]:
+        """The edge_index dict with the facts of pairs where ``fact_mask`` [F] is True."""
+        torch = _torch()
+        rt = self._runtime
+        sp = self.split
+        pf, fv = rt["pair_of_fact"][fact_mask], rt["fact_value"][fact_mask]
+        is_brand = sp.attribute[pf] == sp.brand_attribute
+        edges = dict(rt["static"])
+        edges["has_value"] = np.stack([sp.product[pf[~is_brand]], fv[~is_brand]])
+        if "has_brand" not in edges:
+            edges["has_brand"] = np.stack([sp.product[pf[is_brand]], fv[is_brand]])
+        out = {}
+        for s, rel, d in rt["rels"]:
+            base = rel[4:] if rel.startswith("rev_") else rel
+            e = edges.get(base)
+            if e is None:
+                e = np.zeros((2, 0), np.int64)
+            e = torch.as_tensor(np.ascontiguousarray(e[::-1] if rel.startswith("rev_") else e), dtype=torch.long)
+            out[(s, rel, d)] = e
+        return out
+
+    def _cand_bias(self, attribute: int) -> Any:
+        return self.cand_bias[self._cand_offset[attribute]: self._cand_offset[attribute + 1]]
+
+    # -- training ---------------------------------------------------------------------------------
+    def fit(self, snap: Snapshot, split: FactSplit, *, on: Sequence[str] = ("train",)) -> "GnnCompletionModel":
+        torch = _torch()
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        prev_threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, cfg.threads))
+        try:
+            torch.manual_seed(cfg.seed)
+            rng = np.random.default_rng(cfg.seed)
+            self._prepare(snap, split, fit_vectorizer=True)
+            rt = self._runtime
+            self.net = _build_net(cfg, rt["dims"], rt["rels"])
+            self._net_rels = list(rt["rels"])
+            sizes = np.array([split.num_candidates(a) for a in range(split.num_attributes)])
+            self._cand_offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            self.cand_bias = torch.nn.Parameter(torch.zeros(int(self._cand_offset[-1])))
+            params = list(self.net.parameters()) + [self.cand_bias]
+            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            fit_pairs = _fit_pairs(split, on)
+            pof = rt["pair_of_fact"]
+            in_fit = np.zeros(split.num_pairs, bool)
+            in_fit[fit_pairs] = True
+            valid = split.pairs("valid")
+            valid_graph = self._graph(in_fit[pof])  # the training facts only
+            best, best_state, bad, ep = -1.0, None, 0, 0
+            self.history = []
+            products_with_fit = np.unique(split.product[fit_pairs])
+            for ep in range(cfg.epochs):
+                self.net.train()
+                sup = np.zeros(split.num_pairs, bool)
+                sup[fit_pairs[rng.random(len(fit_pairs)) < cfg.supervision_share]] = True
+                if cfg.product_drop > 0:
+                    dropped = products_with_fit[rng.random(len(products_with_fit)) < cfg.product_drop]
+                    sup |= in_fit & np.isin(split.product, dropped)
+                msg = in_fit & ~sup
+                g = self._graph(msg[pof])
+                if cfg.batch_size > 0:
+                    loss_value = self._minibatch_epoch(g, np.flatnonzero(sup), opt, params, rng)
+                else:
+                    opt.zero_grad()
+                    x = self.net(rt["inp"], g)
+                    loss = self._loss(x, np.flatnonzero(sup))
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 5.0)
+                    opt.step()
+                    loss_value = float(loss.detach())
+                rec = {"epoch": ep, "loss": loss_value, "seconds": round(time.perf_counter() - t_start, 1)}
+                if len(valid) and (ep % cfg.eval_every == cfg.eval_every - 1 or ep == cfg.epochs - 1):
+                    acc = self._valid_accuracy(valid, valid_graph)
+                    rec["valid_hits@1"] = acc
+                    if acc > best + 1e-5:
+                        best, bad, self.best_epoch = acc, 0, ep
+                        best_state = ({k: v.detach().clone() for k, v in self.net.state_dict().items()},
+                                      self.cand_bias.detach().clone())
+                    else:
+                        bad += 1
+                self.history.append(rec)
+                if cfg.verbose:
+                    print(rec, flush=True)
+                if bad >= cfg.patience or time.perf_counter() - t_start > cfg.max_seconds:
+                    break
+            if best_state is not None:
+                self.net.load_state_dict(best_state[0])
+                with torch.no_grad():
+                    self.cand_bias.copy_(best_state[1])
+            self.epochs_run = ep + 1
+            self.net.eval()
+            self._cache: dict[Any, Any] = {}
+        finally:
+            torch.set_num_threads(prev_threads)
+        self.fit_seconds = time.perf_counter() - t_start
+        return self
+
+    def _loss(self, x: dict[str, Any], pairs: np.ndarray, product_pos: np.ndarray | None = None) -> Any:
+        """Mean over pairs of -log(probability mass on the pair's true values).
+
+        Products, their query vectors and the candidates are gathered once (one index op each:
+        per-attribute gathers would each allocate a full-size gradient in the backward pass)."""
+        torch = _torch()
+        sp = self.split
+        pairs = pairs[np.argsort(sp.attribute[pairs], kind="stable")]
+        pairs = pairs[[sp.num_candidates(int(a)) >= 2 for a in sp.attribute[pairs]]] if len(pairs) else pairs
+        if len(pairs) == 0:
+            return x["product"].new_zeros((), requires_grad=True)
+        prows = sp.product[pairs] if product_pos is None else product_pos[sp.product[pairs]]
+        q = self.net.query(x["product"][torch.as_tensor(prows)])
+        K = self._all_candidates(x)
+        attrs = sp.attribute[pairs]
+        bounds = np.flatnonzero(np.concatenate([[True], attrs[1:] != attrs[:-1], [True]]))
+        # torch.split, not slicing: a slice's backward allocates a full-size gradient per slice
+        q_parts = torch.split(q, np.diff(bounds).tolist())
+        K_parts = torch.split(K, np.diff(sp.cand_indptr).tolist())
+        b_parts = torch.split(self.cand_bias, np.diff(self._cand_offset).tolist())
+        total = q.new_zeros(())
+        for i, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+            a = int(attrs[lo])
+            ip, tl = sp.truth(pairs[lo:hi])
+            logits = self.net.logits(q_parts[i], a, K_parts[a], b_parts[a])
+            logp = torch.log_softmax(logits, dim=1)
+            rows = np.repeat(np.arange(hi - lo), np.diff(ip))
+            if len(rows) == hi - lo:  # one true value per pair
+                mass = logp[torch.as_tensor(rows), torch.as_tensor(tl)]
+            else:
+                pt = logp[torch.as_tensor(rows), torch.as_tensor(tl)].exp()
+                mass = torch.zeros(hi - lo).index_add(0, torch.as_tensor(rows), pt).clamp_min(1e-30).log()
+            if self.cfg.label_smoothing > 0:
+                mass = (1 - self.cfg.label_smoothing) * mass + self.cfg.label_smoothing * logp.mean(1)
+            total = total - mass.sum()
+        return total / len(pairs)
+
+    def _all_candidates(self, x: dict[str, Any]) -> Any:
+        """float [sum C_a, H]: every attribute's candidates, in the split's candidate order."""
+        torch = _torch()
+        sp = self.split
+        b0 = int(sp.cand_indptr[sp.brand_attribute])
+        vals = self.net.cand(x["value"][torch.as_tensor(sp.cand[:b0])]) if b0 else x["value"].new_zeros((0, self.cfg.hidden))
+        brands = self.net.cand(x["brand"][torch.as_tensor(sp.cand[b0:])])
+        return torch.cat([vals, brands], 0)
+
+    # -- mini-batches (neighbour sampling in pure torch) ------------------------------------------------
+    def _minibatch_epoch(self, graph: dict[tuple[str, str, str], Any], sup_pairs: np.ndarray, opt: Any,
+                         params: list[Any], rng: np.random.Generator) -> float:
+        """One pass over the supervision pairs in batches of ``batch_size`` products.
+
+        Each batch message-passes over a sampled subgraph (``gnn.sampler.TorchNeighborSampler``,
+        fan-outs ``num_neighbors`` per hop and relation) around its products and around every
+        candidate value and brand (seeded too, so that each candidate has a representation).
+        """
+        torch = _torch()
+        from torch_geometric.data import HeteroData
+
+        from .sampler import TorchNeighborSampler
+
+        cfg, sp, rt = self.cfg, self.split, self._runtime
+        data = HeteroData()
+        for t in NODE_TYPES:
+            data[t].num_nodes = rt["inp"]["n"][t]
+        for et, e in graph.items():
+            data[et].edge_index = e
+        n_hops = max(cfg.layers, 1)
+        fan = list(cfg.num_neighbors[:n_hops]) + [cfg.num_neighbors[-1]] * max(0, n_hops - len(cfg.num_neighbors))
+        sampler = TorchNeighborSampler(data, num_neighbors=fan, seed=int(rng.integers(2**31)))
+        prods = np.unique(sp.product[sup_pairs])
+        prods = prods[rng.permutation(len(prods))]
+        sup_prod = sp.product[sup_pairs]
+        order = np.argsort(sup_prod, kind="stable")
+        sorted_prod = sup_prod[order]
+        all_vals = torch.arange(rt["inp"]["n"]["value"])
+        all_brands = torch.arange(rt["inp"]["n"]["brand"])
+        tot, n = 0.0, 0
+        for lo in range(0, len(prods), cfg.batch_size):
+            chunk = np.sort(prods[lo: lo + cfg.batch_size])
+            out = sampler._sample({"product": torch.as_tensor(chunk), "value": all_vals, "brand": all_brands})
+            sub_inp = self._slice_inputs(out.node)
+            sub_edges = {et: torch.stack([out.row[et], out.col[et]]) for et in out.row}
+            pos = np.full(rt["inp"]["n"]["product"], -1, np.int64)
+            pos[out.node["product"].numpy()] = np.arange(len(out.node["product"]))
+            a, b = np.searchsorted(sorted_prod, chunk[0]), np.searchsorted(sorted_prod, chunk[-1], side="right")
+            pairs = sup_pairs[order[a:b]]
+            pairs = pairs[np.isin(sp.product[pairs], chunk)]
+            opt.zero_grad()
+            x = self.net(sub_inp, sub_edges)
+            loss = self._loss(x, pairs, product_pos=pos)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            tot += float(loss.detach()) * len(pairs)
+            n += len(pairs)
+        return tot / max(n, 1)
+
+    def _slice_inputs(self, nodes: dict[str, Any]) -> dict[str, Any]:
+        """The model inputs of the nodes ``nodes[type]`` (global ids, int64), in that order."""
+        torch = _torch()
+        inp = self._runtime["inp"]
+        out: dict[str, Any] = {"n": {t: len(nodes[t]) for t in NODE_TYPES}, "text": {}, "kge": {}, "kge_mask": {},
+                               "learn_ids": {}}
+        for t in NODE_TYPES:
+            ids = nodes[t]
+            for k in ("text", "kge", "kge_mask", "learn_ids"):
+                if t in inp[k]:
+                    out[k][t] = inp[k][t][ids]
+        if "tfidf" in inp:
+            X = self._runtime["tfidf_csr"][nodes["product"].numpy()]
+            out["tfidf"] = (torch.as_tensor(X.indices.astype(np.int64)), torch.as_tensor(X.indptr[:-1].astype(np.int64)),
+                            torch.as_tensor(X.data.astype(np.float32)))
+        return out
+
+    def _valid_accuracy(self, pairs: np.ndarray, graph: dict[tuple[str, str, str], Any]) -> float:
+        torch = _torch()
+        self.net.eval()
+        sp = self.split
+        with torch.no_grad():
+            x = self.net(self._runtime["inp"], graph)
+            q = self.net.query(x["product"])
+            K = self._all_candidates(x)
+            ok = 0
+            attrs = sp.attribute[pairs]
+            for a in np.unique(attrs).tolist():
+                pa = pairs[attrs == a]
+                ip, tl = sp.truth(pa)
+                c0, c1 = int(sp.cand_indptr[a]), int(sp.cand_indptr[a + 1])
+                s = self.net.logits(q[torch.as_tensor(sp.product[pa])], a, K[c0:c1], self._cand_bias(a))
+                top = s.argmax(1).numpy()
+                rows = np.repeat(np.arange(len(pa)), np.diff(ip))
+                hit = np.zeros(len(pa), bool)
+                hit[rows[tl == top[rows]]] = True
+                ok += int(hit.sum())
+        return ok / max(len(pairs), 1)
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def _embeddings(self, hidden_splits: tuple[str, ...]) -> dict[str, Any]:
+        """Node representations over the graph of the visible facts minus ``hidden_splits`` (cached)."""
+        torch = _torch()
+        key = tuple(sorted(hidden_splits))
+        cache = self.__dict__.setdefault("_cache", {})
+        if key not in cache:
+            if not self._runtime:
+                self._rebuild_runtime()
+            keep = np.isin(self.split.split, [SPLITS.index(s) for s in ("train", "valid") if s not in key])
+            prev = torch.get_num_threads()
+            torch.set_num_threads(max(1, self.cfg.threads))
+            try:
+                self.net.eval()
+                with torch.no_grad():
+                    cache.clear()  # one graph at a time: the cache is for repeated calls on one set
+                    x = self.net(self._runtime["inp"], self._graph(keep[self._runtime["pair_of_fact"]]))
+                    cache[key] = {"q": self.net.query(x["product"]), "K": self._all_candidates(x)}
+            finally:
+                torch.set_num_threads(prev)
+        return cache[key]
+
+    def score(self, pairs: np.ndarray) -> PairScores:
+        """Probabilities for asserted pairs; the graph hides the facts of every split they belong to."""
+        if self.split is None:
+            raise ModelError("gnn: call fit() before score()")
+        pairs = np.asarray(pairs, dtype=np.int64)
+        hidden = tuple(sorted({SPLITS[int(s)] for s in np.unique(self.split.split[pairs])} & {"train", "valid"}))
+        if "train" in hidden:
+            raise ModelError("gnn: scoring training pairs would grade the model on facts it was trained on")
+        self._hidden = hidden
+        try:
+            return super().score(pairs)
+        finally:
+            self._hidden = ()
+
+    def _score_attribute(self, attribute: int, products: np.ndarray) -> np.ndarray:
+        torch = _torch()
+        e = self._embeddings(getattr(self, "_hidden", ()))
+        sp = self.split
+        C = sp.num_candidates(attribute)
+        if C == 0:
+            return np.zeros((len(products), 0))
+        out = np.empty((len(products), C))
+        K = e["K"][int(sp.cand_indptr[attribute]): int(sp.cand_indptr[attribute + 1])]
+        cb = self._cand_bias_for(attribute)
+        with torch.no_grad():
+            for lo in range(0, len(products), 8192):
+                p = torch.as_tensor(np.asarray(products[lo: lo + 8192], dtype=np.int64))
+                s = self.net.logits(e["q"][p], self._attr_row(attribute), K, cb)
+                out[lo: lo + len(p)] = torch.softmax(s, dim=1).numpy()
+        return out
+
+    # attribute ids and candidate biases may be renumbered by rebind(); these map to trained rows
+    def _attr_row(self, attribute: int) -> int:
+        m = self.__dict__.get("_attr_map")
+        return attribute if m is None else int(m[attribute])
+
+    def _cand_bias_for(self, attribute: int) -> Any:
+        torch = _torch()
+        m = self.__dict__.get("_bias_map")
+        if m is None:
+            return self._cand_bias(attribute).detach()
+        idx = m[attribute]
+        b = torch.zeros(len(idx))
+        ok = idx >= 0
+        b[torch.as_tensor(ok)] = self.cand_bias.detach()[torch.as_tensor(idx[ok])]
+        return b
+
+    # -- reuse on a later snapshot -------------------------------------------------------------------
+    def rebind(self, snap: Snapshot, split: FactSplit) -> "GnnCompletionModel":
+        """This trained model over a later snapshot: new products are scored from their text, category
+        and neighbours; new values and brands get their text embedding and a learned 'unknown' row."""
+        if self.split is None:
+            raise ModelError("gnn: a model must be fitted before it is rebound")
+        old_split = self.split
+        new = copy.copy(self)
+        new._runtime, new._cache = {}, {}
+        new.key_tables = {t: dict(v) for t, v in self.key_tables.items()}
+        new._prepare(snap, split, fit_vectorizer=False)
+        old_names = {n: i for i, n in enumerate(old_split.attribute_names)}
+        if any(new._runtime["dims"]["text"].get(t) != self._runtime_dims()["text"].get(t) for t in NODE_TYPES):
+            raise ModelError("gnn: the new snapshot's text features have another dimension than the model was trained with")
+        # attributes and candidate biases follow names and keys
+        amap = np.array([old_names.get(n, -1) for n in split.attribute_names], np.int64)
+        bias_map = []
+        for a in range(split.num_attributes):
+            oa = amap[a]
+            cand_new = split.candidates(a)
+            if oa < 0:
+                bias_map.append(np.full(len(cand_new), -1, np.int64))
+                continue
+            is_brand = a == split.brand_attribute
+            old_keys = {k: i for i, k in enumerate(self._fit_candidate_keys()[int(oa)])}
+            new_keys = self._cand_keys(split, a, snap, is_brand)
+            off = self._bias_offset(int(oa))
+            bias_map.append(np.array([off + old_keys[k] if k in old_keys else -1 for k in new_keys], np.int64))
+        new._attr_map = np.where(amap >= 0, amap, 0)
+        new._bias_map = bias_map
+        return new
+
+    @staticmethod
+    def _cand_keys(split: FactSplit, a: int, snap: Snapshot, is_brand: bool) -> list[Any]:
+        recs = snap.nodes["brand" if is_brand else "value"]
+        return [recs[int(c)]["key"] if is_brand else tuple(recs[int(c)]["key"]) for c in split.candidates(a)]
+
+    def _fit_candidate_keys(self) -> list[list[Any]]:
+        """Per attribute of the training split, the node keys of its candidates (kept in checkpoints,
+        so a later snapshot can be matched without the one the model was trained on)."""
+        keys = self.__dict__.get("_cand_keys_at_fit")
+        if keys is None:
+            if getattr(self, "snap", None) is None:
+                raise ModelError("gnn: this checkpoint has no candidate keys and its snapshot is not loaded")
+            sp = self.split
+            keys = [self._cand_keys(sp, a, self.snap, a == sp.brand_attribute) for a in range(sp.num_attributes)]
+            self._cand_keys_at_fit = keys
+        return keys
+
+    def _bias_offset(self, old_attribute: int) -> int:
+        bm = self.__dict__.get("_bias_map")
+        if bm is None:
+            return int(self._cand_offset[old_attribute])
+        raise ModelError("gnn: a rebound model cannot be rebound again; rebind the original")
+
+    def _runtime_dims(self) -> dict[str, Any]:
+        return self.__dict__.get("_dims_at_fit") or self._runtime["dims"]
+
+    # -- pickling (checkpoints) -------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["_dims_at_fit"] = self._runtime_dims() if self._runtime else d.get("_dims_at_fit")
+        if getattr(self, "snap", None) is not None and "_bias_map" not in d:
+            d["_cand_keys_at_fit"] = self._fit_candidate_keys()
+        d["_runtime"], d["_cache"] = {}, {}
+        net = d.pop("net", None)  # a class local to _build_net: saved as its weights, rebuilt on load
+        if net is not None:
+            d["net_state"] = net.state_dict()
+        d["snap_path"] = str(self.snap.path) if getattr(self, "snap", None) is not None else d.get("snap_path")
+        d["snap_fingerprint"] = self.snap.fingerprint if getattr(self, "snap", None) is not None else d.get("snap_fingerprint")
+        d.pop("snap", None)
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        state = d.pop("net_state", None)
+        self.__dict__.update(d)
+        self.snap = None
+        if state is not None:
+            self.net = _build_net(self.cfg, d["_dims_at_fit"], [tuple(r) for r in d["_net_rels"]])
+            self.net.load_state_dict(state)
+            self.net.eval()
+
+    def _rebuild_runtime(self) -> None:
+        """After loading a checkpoint: re-read the snapshot it was bound to (it must be unchanged)."""
+        path = self.__dict__.get("snap_path")
+        if not path:
+            raise ModelError("gnn: this model is not bound to a snapshot")
+        snap = load_snapshot(path)
+        if snap.fingerprint != self.__dict__.get("snap_fingerprint"):
+            raise ModelError(f"gnn: the snapshot at {path} changed since this model was saved; rebind() it to the new snapshot")
+        self._prepare(snap, self.split, fit_vectorizer=False)
+
+
+__all__ = ["CONVS", "GnnCompletionModel", "GnnConfig", "ModelError", "leaf_categories"]
