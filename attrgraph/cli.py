@@ -292,6 +292,9 @@ cli.add_command(_rules_group)
 cli.add_command(_complete_cmd)
 cli.add_command(_runs_group)
 cli.add_command(_review_group)
+from .cli_model import predict_cmd as _predict_cmd, train_cmd as _train_cmd
+cli.add_command(_train_cmd)
+cli.add_command(_predict_cmd)
 
 
 def main() -> None:

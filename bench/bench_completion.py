@@ -53,15 +53,39 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+# the GNN and its ablations: every one is GnnCompletionModel with some inputs switched off
+GNN_VARIANTS: dict[str, dict[str, Any]] = {
+    "gnn": {},  # text embeddings + TF-IDF + learnable embeddings, message passing over the visible graph
+    "gnn-notext": {"text_feature": None, "tfidf": False},  # the GNN without text features
+    "text-mlp": {"message_passing": False},  # the text features without the GNN (same decoder)
+}
+
+
+def make_method(name: str, threads: int, gnn_options: dict[str, Any], kge_options: dict[str, Any],
+                baselines: dict[str, Any], get_baseline: Any, gnn_cls: Any) -> Any:
+    """A baseline (``majority``, ``tfidf``, ``kge``) or a GNN variant (``GNN_VARIANTS``) by name."""
+    if name in GNN_VARIANTS:
+        return gnn_cls(**{"threads": threads, **gnn_options, **GNN_VARIANTS[name]})
+    if name == "tfidf":
+        return get_baseline(name, n_jobs=threads)
+    if name == "kge":
+        return get_baseline(name, **{"threads": threads, **kge_options})
+    if name in baselines:
+        return get_baseline(name)
+    raise SystemExit(f"unknown method {name!r}; valid: {', '.join(list(baselines) + list(GNN_VARIANTS))}")
+
+
 def run(*, snapshot: Path, baselines: list[str], seed: int = 0, cold_share: float = 0.05,
         target_precision: float = 0.98, calibration: str = "isotonic", n_bins: int = 15,
-        out_dir: Path | None = None, results: Path | None = None, threads: int = 2) -> dict[str, Any]:
+        out_dir: Path | None = None, results: Path | None = None, threads: int = 2,
+        gnn_options: dict[str, Any] | None = None, kge_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the benchmark; returns the record appended to ``results``."""
     import numpy as np
     import psutil
     from threadpoolctl import threadpool_limits
 
-    from gnn.baselines import get_baseline
+    from gnn.baselines import BASELINES, get_baseline
+    from gnn.model import GnnCompletionModel
     from gnn.metrics import Top1, abstention_thresholds, evaluate, get_calibrator, plot_reliability
     from gnn.protocol import applicable_attributes, make_split, product_texts, value_in_text
     from gnn.snapshot import load_snapshot
@@ -94,7 +118,8 @@ def run(*, snapshot: Path, baselines: list[str], seed: int = 0, cold_share: floa
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in baselines:
         t = time.perf_counter()
-        model = get_baseline(name, **({"n_jobs": threads} if name == "tfidf" else {})).fit(snap, split, on=("train",))
+        model = make_method(name, threads, gnn_options or {}, kge_options or {}, BASELINES, get_baseline,
+                            GnnCompletionModel).fit(snap, split, on=("train",))
         fit_s = time.perf_counter() - t
         t = time.perf_counter()
         s_valid, s_test, s_cold = model.score(valid), model.score(test), model.score(cold)
@@ -131,6 +156,8 @@ def run(*, snapshot: Path, baselines: list[str], seed: int = 0, cold_share: floa
         curves[name] = (t1.confidence, t1.correct)
         rec["methods"][name] = {
             "config": model.config(), "fit_seconds": round(fit_s, 2), "score_seconds": round(score_s, 2),
+            "epochs_run": getattr(model, "epochs_run", None), "best_epoch": getattr(model, "best_epoch", None),
+            "valid_curve": [h.get("valid_hits@1") for h in getattr(model, "history", []) if "valid_hits@1" in h],
             "test": {k: v for k, v in m_test.items() if k != "per_attribute"}, "test_value_not_in_text": m_text,
             "cold": m_cold, "cold_value_not_in_text": m_cold_text,
             "ece_by_calibration": eces,
@@ -221,7 +248,10 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--snapshot", type=Path, default=attrgraph_home() / "snapshots" / "current")
-    ap.add_argument("--baselines", default="majority,tfidf")
+    ap.add_argument("--baselines", "--methods", dest="baselines", default="majority,tfidf,kge,text-mlp,gnn-notext,gnn",
+                    help="comma-separated: majority, tfidf, kge, and the GNN variants gnn, gnn-notext, text-mlp")
+    ap.add_argument("--gnn-options", default="{}", help="JSON of GnnConfig options for the GNN variants")
+    ap.add_argument("--kge-options", default="{}", help="JSON of options of the kge baseline (model, epochs, ...)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cold-share", type=float, default=0.05)
     ap.add_argument("--target-precision", type=float, default=0.98)
@@ -233,7 +263,8 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     run(snapshot=args.snapshot, baselines=[b for b in args.baselines.split(",") if b], seed=args.seed,
         cold_share=args.cold_share, target_precision=args.target_precision, calibration=args.calibration,
-        n_bins=args.bins, out_dir=args.out, threads=args.threads)
+        n_bins=args.bins, out_dir=args.out, threads=args.threads, gnn_options=json.loads(args.gnn_options),
+        kge_options=json.loads(args.kge_options))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ def _gnn(**kwargs: Any) -> Any:
     return GnnCompletionModel(**kwargs)
 
 
-MODELS: dict[str, Callable[..., Any]] = {"gnn": _gnn, "tfidf": _baseline("tfidf"), "majority": _baseline("majority")}
+MODELS: dict[str, Callable[..., Any]] = {"gnn": _gnn, "tfidf": _baseline("tfidf"), "majority": _baseline("majority"),
+                                         "kge": _baseline("kge")}
 
 
 def get_model(name: str, **kwargs: Any) -> Any:

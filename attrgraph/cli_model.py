@@ -1,0 +1,185 @@
+"""``attrgraph train`` and ``attrgraph predict``: the completion model on its own, over a snapshot.
+
+``train`` fits a completion model (the GNN by default) on a snapshot's asserted facts, calibrates
+it on held-out facts and saves it; ``predict`` loads a saved model and writes, for every product
+and every applicable attribute without an asserted value, the top-k candidate values with
+calibrated probabilities (JSON lines). Neither writes to Neo4j: ``attrgraph complete`` does the
+whole run with rules and write-back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from graph.settings import attrgraph_home
+
+
+def _cli():  # late import: cli imports this module
+    from . import cli
+
+    return cli
+
+
+def default_model_dir() -> Path:
+    return attrgraph_home() / "models" / "current"
+
+
+def _parse_options(options: tuple[str, ...], config_file: str | None) -> dict[str, Any]:
+    """GNN/model options from a YAML file, then ``key=value`` pairs (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    if config_file:
+        try:
+            data = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise click.BadParameter(f"{config_file}: {e}", param_hint="--options-file") from None
+        if not isinstance(data, dict):
+            raise click.BadParameter(f"{config_file}: expected a mapping of model options", param_hint="--options-file")
+        out.update(data)
+    for o in options:
+        if "=" not in o:
+            raise click.BadParameter(f"expected key=value, got {o!r}", param_hint="--option")
+        k, v = o.split("=", 1)
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            out[k.strip()] = v
+    return out
+
+
+def _ensure_text_features(snap: Any, encoder: str, say: Any) -> None:
+    """Compute the text features the GNN reads when the snapshot has none yet (cached by text)."""
+    from .features import TextFeatureConfig, compute_text_features
+
+    if "text.product" in set(snap.features.names()):
+        return
+    say(f"no text features in {snap.path}: computing them with {encoder} (cached)")
+    compute_text_features(snap, TextFeatureConfig(encoder=encoder))
+
+
+@click.command("train")
+@click.option("--snapshot", "snap_dir", type=click.Path(file_okay=False), default=None,
+              help="snapshot directory (default $ATTRGRAPH_HOME/snapshots/current; make one with `attrgraph snapshot`)")
+@click.option("--model", "model_name", default="gnn", show_default=True, help="gnn | tfidf | majority | kge")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="a model option (GNN: conv=sage|gat|hgt, hidden, layers, epochs, batch_size, text_feature, ...)")
+@click.option("--options-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="a YAML mapping of model options")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="where to save the model (default $ATTRGRAPH_HOME/models/current)")
+@click.option("--encoder", default="minilm", show_default=True,
+              help="text encoder used when the snapshot has no text features yet: minilm | char-svd")
+@click.option("--valid-share", type=float, default=0.1, show_default=True, help="held-out facts for calibration")
+@click.option("--calibration", type=click.Choice(["none", "temperature", "isotonic"]), default="isotonic", show_default=True)
+@click.option("--target-precision", type=float, default=0.98, show_default=True,
+              help="per-attribute abstention thresholds are chosen to reach this precision on held-out facts")
+@click.option("--threads", type=int, default=2, show_default=True, help="torch CPU threads")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_cmd(snap_dir: str | None, model_name: str, options: tuple[str, ...], options_file: str | None,
+              out_dir: str | None, encoder: str, valid_share: float, calibration: str, target_precision: float,
+              threads: int, seed: int) -> None:
+    """Train a completion model on a snapshot, calibrate it on held-out facts, and save it."""
+    from gnn.completion import CompletionPredictor
+    from gnn.snapshot import load_snapshot
+
+    from .features import default_snapshot_dir
+
+    c = _cli()
+    kw = _parse_options(options, options_file)
+    if model_name == "gnn":
+        kw.setdefault("threads", threads)
+        kw.setdefault("seed", seed)
+    elif model_name == "kge":
+        kw.setdefault("threads", threads)
+    snap = load_snapshot(snap_dir or default_snapshot_dir())
+    if model_name == "gnn" and kw.get("text_feature", "text"):
+        _ensure_text_features(snap, encoder, c.console.print)
+    t0 = time.perf_counter()
+    pred = CompletionPredictor.fit(snap, model=model_name, model_kwargs=kw, valid_share=valid_share, seed=seed,
+                                   calibration=calibration, target_precision=target_precision,
+                                   progress=lambda m: c.console.print(m, markup=False, highlight=False))
+    secs = time.perf_counter() - t0
+    out = pred.save(Path(out_dir) if out_dir else default_model_dir())
+    v = pred.validation
+    cov = f"coverage@{target_precision:g}"
+    rows = [("model", model_name), ("snapshot", f"{snap.path} ({snap.fingerprint[:12]})"),
+            ("train pairs", len(pred.split.pairs("train"))), ("held-out pairs", len(pred.split.pairs("valid"))),
+            ("held-out Hits@1", v.get("hits@1")), ("held-out MRR", v.get("mrr")), ("held-out ECE", v.get("ece")),
+            (f"held-out {cov}", v.get(cov)), ("epochs run", getattr(pred.model, "epochs_run", "—")),
+            ("seconds", round(secs, 1)), ("saved to", str(out))]
+    c.print_table(["", ""], [(k, f"{x:.4f}" if isinstance(x, float) else x) for k, x in rows], title="trained")
+
+
+@click.command("predict")
+@click.option("--snapshot", "snap_dir", type=click.Path(file_okay=False), default=None,
+              help="snapshot directory (default $ATTRGRAPH_HOME/snapshots/current)")
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None,
+              help="a model saved by `attrgraph train` (default $ATTRGRAPH_HOME/models/current)")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="write every slot's candidates here as JSON lines (default: print a sample only)")
+@click.option("--top-k", type=int, default=5, show_default=True)
+@click.option("--attribute", "attributes", multiple=True, help="only these attributes (repeatable; @brand for brands)")
+@click.option("--product", "products", multiple=True, help="only these product ids (repeatable)")
+@click.option("--confident-only", is_flag=True, help="only slots whose top candidate reaches its attribute's threshold")
+@click.option("--show", type=int, default=10, show_default=True, help="rows of the printed sample")
+def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | None, top_k: int,
+                attributes: tuple[str, ...], products: tuple[str, ...], confident_only: bool, show: int) -> None:
+    """Rank the candidate values of every missing applicable attribute, with calibrated probabilities."""
+    import numpy as np
+
+    from gnn.completion import CompletionPredictor
+    from gnn.errors import GnnError
+    from gnn.snapshot import load_snapshot
+
+    from .features import default_snapshot_dir
+
+    c = _cli()
+    t0 = time.perf_counter()
+    snap = load_snapshot(snap_dir or default_snapshot_dir())
+    pred = CompletionPredictor.load(model_dir or default_model_dir())
+    if pred.snapshot_fingerprint != snap.fingerprint:
+        c.console.print(f"the model was trained on snapshot {pred.snapshot_fingerprint[:12]}: scoring "
+                        f"{snap.fingerprint[:12]} inductively (no retraining)", markup=False)
+        if getattr(pred.model, "cfg", None) is not None and pred.model.cfg.text_feature:
+            _ensure_text_features(snap, "minilm", c.console.print)
+        pred = pred.rebind(snap)
+    ids = None
+    if products:
+        missing = [p for p in products if p not in snap.index["product"]]
+        if missing:
+            raise GnnError(f"unknown product id(s) {missing[:5]} in snapshot {snap.path}")
+        ids = np.array([snap.index["product"][p] for p in products], np.int64)
+    cand = pred.predict(snap, products=ids, top_k=top_k, attributes=list(attributes) or None)
+    secs = time.perf_counter() - t0
+    n = n_conf = 0
+    sample: list[dict[str, Any]] = []
+    fh = open(out_file, "w", encoding="utf-8") if out_file else None
+    try:
+        for slot in cand.slots(snap):
+            confident = slot["candidates"][0]["p"] >= slot["threshold"]
+            n_conf += confident
+            if confident_only and not confident:
+                continue
+            slot["confident"] = bool(confident)
+            n += 1
+            if fh:
+                fh.write(json.dumps(slot, ensure_ascii=False) + "\n")
+            if len(sample) < show:
+                sample.append(slot)
+    finally:
+        if fh:
+            fh.close()
+    c.print_table(["product", "attribute", "top value", "p", "threshold", "next"],
+                  [(x["product"], x["attribute"], x["candidates"][0]["value"], f"{x['candidates'][0]['p']:.3f}",
+                    f"{x['threshold']:.3f}" if x["threshold"] != float("inf") else "abstain",
+                    ", ".join(f"{y['value']} {y['p']:.2f}" for y in x["candidates"][1:3])) for x in sample],
+                  title="predictions (sample)")
+    c.console.print(f"{len(cand)} missing applicable slots of {len(np.unique(cand.product))} products scored in "
+                    f"{secs:.1f} s; {n_conf} reach their attribute's threshold (target precision "
+                    f"{pred.abstention.target:g})" + (f"; {n} written to {out_file}" if out_file else ""),
+                    markup=False, highlight=False)
