@@ -145,7 +145,7 @@ def schema(fulltext: bool) -> None:
     """Create the graph's constraints and indexes (idempotent) and list them."""
     with _graph() as g:
         objs = g.ensure_schema(fulltext=fulltext)
-    print_table(["kind", "name"], [(k[:-1], n) for k, names in objs.items() for n in names], title="schema")
+    print_table(["kind", "name"], [({"indexes": "index", "constraints": "constraint"}.get(k, k), n) for k, names in objs.items() for n in names], title="schema")
 
 
 @cli.command()
