@@ -898,7 +898,10 @@ class _Run:
             if uses_text_features(cfg):
                 from .features import TextFeatureConfig, compute_text_features
 
-                rep = compute_text_features(snap, TextFeatureConfig(encoder=cfg.encoder, encoder_kwargs=cfg.encoder_kwargs))
+                # a catalog-fitted encoder (char-svd) is fitted once per work directory: a model reused by
+                # later runs must see features in the basis it was trained on
+                rep = compute_text_features(snap, TextFeatureConfig(encoder=cfg.encoder, encoder_kwargs=cfg.encoder_kwargs,
+                                                                    fitted_dir=str(self.work / "encoders")))
                 self.notes.append(f"text features: {rep.texts} texts, {rep.encoded} encoded, {rep.cached} from the cache")
         with st("model"):
             model_dir = self.work / "model"

@@ -35,6 +35,10 @@ class TextFeatureConfig:
     max_chars: int = 1000
     cache_path: str | None = None  # default: $ATTRGRAPH_HOME/cache/text-embeddings.sqlite
     node_types: tuple[str, ...] = NODE_TYPES
+    # where an encoder that is fitted on the catalog (char-svd) keeps its fit; default: beside the
+    # snapshot. Completion runs keep it in their work directory, so that every run (and a model
+    # reused across runs) sees features in one basis, and the cache keeps hitting.
+    fitted_dir: str | None = None
 
 
 @dataclass
@@ -55,7 +59,7 @@ def compute_text_features(snap: Snapshot, cfg: TextFeatureConfig, *, progress: P
     enc = get_encoder(cfg.encoder, **cfg.encoder_kwargs)
     texts = {t: snap.texts(t, max_chars=cfg.max_chars) for t in cfg.node_types}
     if hasattr(enc, "fit") and not getattr(enc, "fitted", True):
-        fitted = snap.features.root / f"{cfg.encoder}.npz"
+        fitted = (Path(cfg.fitted_dir) if cfg.fitted_dir else snap.features.root) / f"{cfg.encoder}.npz"
         if fitted.exists():
             enc = type(enc).load(fitted)
         else:

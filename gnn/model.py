@@ -645,6 +645,12 @@ class GnnCompletionModel(Baseline):
         old_names = {n: i for i, n in enumerate(old_split.attribute_names)}
         if any(new._runtime["dims"]["text"].get(t) != self._runtime_dims()["text"].get(t) for t in NODE_TYPES):
             raise ModelError("gnn: the new snapshot's text features have another dimension than the model was trained with")
+        for f, v in self.feature_versions.items():
+            w = new.feature_versions.get(f, {})
+            for k in ("encoder", "version"):
+                if k in v and w.get(k) != v[k]:
+                    raise ModelError(f"gnn: feature {f!r} of the new snapshot was made by {k} {w.get(k)!r}, the model "
+                                     f"was trained on {v[k]!r}: retrain, or compute the features with the same encoder")
         # attributes and candidate biases follow names and keys
         amap = np.array([old_names.get(n, -1) for n in split.attribute_names], np.int64)
         bias_map = []

@@ -240,8 +240,9 @@ class EmbeddingCache:
     ``encode`` returns embeddings for all texts, encoding only those not cached yet.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, chunk: int = 4096):
         self.path = Path(path)
+        self.chunk = max(1, int(chunk))  # texts encoded (and stored) per step
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -278,11 +279,16 @@ class EmbeddingCache:
                 todo_texts.append(t)
         self.hits += len(texts) - sum(1 for k in keys if k not in found)
         self.misses += sum(1 for k in keys if k not in found)
-        new = encoder.encode(todo_texts, progress) if todo_texts else np.zeros((0, encoder.dim), np.float32)
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO emb VALUES (?, ?, ?, ?)",
-                [(encoder.name, ver, k, new[i].astype(np.float32).tobytes()) for k, i in todo_keys.items()])
+        # encoded and stored chunk by chunk: an interrupted run keeps what it has encoded
+        new = np.zeros((len(todo_texts), encoder.dim), np.float32)
+        todo_list = list(todo_keys)
+        for lo in range(0, len(todo_texts), self.chunk):
+            hi = min(lo + self.chunk, len(todo_texts))
+            part_progress = (lambda d, t, lo=lo: progress(lo + d, len(todo_texts))) if progress else None
+            new[lo:hi] = encoder.encode(todo_texts[lo:hi], part_progress)
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?, ?, ?)",
+                                     [(encoder.name, ver, k, new[i].tobytes()) for i, k in enumerate(todo_list[lo:hi], lo)])
         out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
         for row, k in enumerate(keys):
             out[row] = np.frombuffer(found[k], dtype=np.float32) if k in found else new[todo_keys[k]]

@@ -159,3 +159,23 @@ def test_checkpoint_scores_a_later_snapshot_inductively(tmp_path: Path) -> None:
 
 def test_registry_resolves_gnn() -> None:
     assert isinstance(get_model("gnn", **FAST), GnnCompletionModel)
+
+
+def test_rebind_refuses_text_features_of_another_encoder_version(tmp_path: Path) -> None:
+    def with_text(root: Path, version: str) -> Snapshot:
+        s = load_snapshot(root)
+        rng = np.random.default_rng(0)
+        for t in ("product", "brand", "category", "attribute", "value"):
+            s.features.put(f"text.{t}", t, rng.normal(size=(s.num_nodes(t), 8)).astype(np.float32), encoder="x", version=version)
+        return s
+
+    base = brand_catalog(80, seed=2)
+    s1 = with_text(write_snapshot(tmp_path / "s1", base), "1")
+    split = make_split(s1, seed=0, cold_share=0.0)
+    m = GnnCompletionModel(**{**FAST, "text_feature": "text", "epochs": 2}).fit(s1, split)
+    root = write_snapshot(tmp_path / "s2", base)
+    s2 = with_text(root, "2")
+    with pytest.raises(ModelError, match="version"):
+        m.rebind(s2, make_split(s2, seed=0, cold_share=0.0))
+    s3 = with_text(write_snapshot(tmp_path / "s3", base), "1")
+    assert m.rebind(s3, make_split(s3, seed=0, cold_share=0.0)).split is not None

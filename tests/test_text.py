@@ -119,3 +119,22 @@ def test_cache_hits_and_misses(tmp_path: Path) -> None:
     reopened.encode(refit, TITLES)  # another version: a miss for every text
     assert refit.calls == [TITLES]
     reopened.close()
+
+
+def test_an_interrupted_encode_keeps_the_chunks_it_finished(tmp_path: Path) -> None:
+    class Failing(CountingEncoder):
+        def encode(self, texts, progress=None):
+            if len(self.calls) == 2:
+                raise KeyboardInterrupt
+            return super().encode(texts, progress)
+
+    enc = Failing(CharNgramSvdEncoder(dim=8).fit(TITLES * 4))
+    cache = EmbeddingCache(tmp_path / "cache.sqlite", chunk=2)
+    with pytest.raises(KeyboardInterrupt):
+        cache.encode(enc, TITLES)
+    assert enc.calls == [TITLES[:2], TITLES[2:4]]
+    again = CountingEncoder(enc.inner)
+    out = cache.encode(again, TITLES)
+    assert again.calls == [TITLES[4:]]  # the first two chunks came from the cache
+    assert np.allclose(out, enc.inner.encode(TITLES), atol=1e-6)
+    cache.close()
