@@ -78,11 +78,15 @@ class GnnConfig:
     tfidf_ngrams: tuple[int, int] = (1, 2)
     tfidf_min_df: int = 2
     tfidf_max_features: int = 200_000
+    text_prior: bool = False  # add a cross-fitted TF-IDF classifier's log-probabilities (gnn.prior), weighted per attribute
+    prior_top_k: int = 1500  # weights kept per class of the prior's classifiers
     description_chars: int = 300
     text_feature: str | None = "text"  # feature-store prefix (text.<type>), None: no text embeddings
     kge_feature: str | None = None  # e.g. "kge" (kge.<type> + kge_mask.<type>); None: none
     learnable: bool = True  # learnable embeddings of values, brands, categories, attributes
     message_passing: bool = True  # False: the same model with no graph (text features only)
+    candidate_mp: bool = True  # candidates (values, brands) represented after message passing; False: from
+    # their own inputs (name text + learnable embedding) only -- required by mini-batch training
     # training
     epochs: int = 120
     lr: float = 0.01
@@ -93,7 +97,7 @@ class GnnConfig:
     patience: int = 12  # evaluations without validation improvement before stopping
     eval_every: int = 2
     batch_size: int = 0  # 0: full batch; else supervision products per mini-batch (neighbour sampling)
-    num_neighbors: tuple[int, ...] = (15, 10)
+    num_neighbors: tuple[int, ...] = (30, 10)
     seed: int = 0
     threads: int = 2
     max_seconds: float = 540.0  # training stops (keeping the best state) after this long
@@ -110,6 +114,11 @@ class GnnConfig:
             raise ModelError(f"product_drop must be in [0, 1), got {self.product_drop}")
         if self.epochs < 1 or self.eval_every < 1 or self.patience < 1:
             raise ModelError("epochs, eval_every and patience must be at least 1")
+        if self.text_prior and not self.tfidf:
+            raise ModelError("text_prior needs tfidf=True (the prior reads the same TF-IDF rows)")
+        if self.batch_size > 0 and self.candidate_mp:
+            raise ModelError("mini-batch training (batch_size > 0) needs candidate_mp=False: a mini-batch does not "
+                             "message-pass into every candidate value")
         self.tfidf_ngrams = tuple(self.tfidf_ngrams)  # type: ignore[assignment]
         self.num_neighbors = tuple(self.num_neighbors)
 
@@ -172,7 +181,8 @@ def _build_net(cfg: GnnConfig, dims: dict[str, Any], rels: list[tuple[str, str, 
                 if dims["kge"].get(t):
                     self.proj[f"kge_{t}"] = nn.Linear(dims["kge"][t], H)
             self.kge_default = nn.ParameterDict({t: nn.Parameter(torch.zeros(H)) for t in NODE_TYPES if dims["kge"].get(t)})
-            self.tfidf = nn.EmbeddingBag(dims["tfidf"], H, mode="sum") if dims["tfidf"] else None
+            # sparse gradients: a step touches only the n-grams of its products (SparseAdam)
+            self.tfidf = nn.EmbeddingBag(dims["tfidf"], H, mode="sum", sparse=True) if dims["tfidf"] else None
             if self.tfidf is not None:
                 nn.init.normal_(self.tfidf.weight, std=0.05)
             self.emb = nn.ModuleDict({t: nn.Embedding(dims["count"][t], H) for t in LEARNED_TYPES if cfg.learnable or t == "attribute"})
@@ -191,10 +201,11 @@ def _build_net(cfg: GnnConfig, dims: dict[str, Any], rels: list[tuple[str, str, 
             self.rel = nn.Embedding(dims["num_attributes"], H)
             nn.init.ones_(self.rel.weight)
             self.scale = nn.Parameter(torch.tensor(math.sqrt(H)))
+            self.prior_w = nn.Parameter(torch.ones(dims["num_attributes"])) if cfg.text_prior else None
 
-        def encode_inputs(self, inp: dict[str, Any]) -> dict[str, Any]:
+        def encode_inputs(self, inp: dict[str, Any], types: Sequence[str] = NODE_TYPES) -> dict[str, Any]:
             x = {}
-            for t in NODE_TYPES:
+            for t in types:
                 h = self.bias_in[t].expand(inp["n"][t], -1)
                 if f"text_{t}" in self.proj:
                     h = h + self.proj[f"text_{t}"](inp["text"][t])
@@ -216,6 +227,8 @@ def _build_net(cfg: GnnConfig, dims: dict[str, Any], rels: list[tuple[str, str, 
                 out = conv(x, edge_index_dict)
                 x = {t: norms[t](x[t] + self.drop(torch.relu(out[t]))) if t in out else x[t] for t in x}
             x["product"] = torch.cat([x["product"], x0["product"]], dim=1)
+            if not cfg.candidate_mp:
+                x["value"], x["brand"] = x0["value"], x0["brand"]
             return x
 
         def query(self, h_products: Any) -> Any:
@@ -227,6 +240,21 @@ def _build_net(cfg: GnnConfig, dims: dict[str, Any], rels: list[tuple[str, str, 
             return ((q * self.rel.weight[attribute]) @ k.T) * (self.scale / q.shape[1]) + cand_bias
 
     return Net()
+
+
+class _Optimizers:
+    """Adam for the dense parameters and SparseAdam for the sparse TF-IDF table, stepped together."""
+
+    def __init__(self, *opts: Any) -> None:
+        self.opts = [o for o in opts if o is not None]
+
+    def zero_grad(self) -> None:
+        for o in self.opts:
+            o.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for o in self.opts:
+            o.step()
 
 
 # -- the model ------------------------------------------------------------------------------------------
@@ -317,6 +345,10 @@ class GnnCompletionModel(Baseline):
                             torch.as_tensor(X.data.astype(np.float32)))
             dims["tfidf"] = len(self.vectorizer.vocabulary_)
         rt["inp"], rt["dims"] = inp, dims
+        if cfg.text_prior:
+            from .prior import key_folds
+
+            rt["folds"] = key_folds(snap.keys("product"))
         self.feature_versions = versions
         # fact edges of every pair (value or brand edges), for building graphs per epoch
         v_attr = _value_attributes(snap)
@@ -366,11 +398,22 @@ class GnnCompletionModel(Baseline):
             rt = self._runtime
             self.net = _build_net(cfg, rt["dims"], rt["rels"])
             self._net_rels = list(rt["rels"])
+            if cfg.text_prior:
+                from .prior import TextPrior
+
+                t_prior = time.perf_counter()
+                self.prior = TextPrior(top_k=cfg.prior_top_k, n_jobs=max(1, cfg.threads), seed=cfg.seed).fit(
+                    rt["tfidf_csr"], split, _fit_pairs(split, on), rt["folds"])
+                self.prior_seconds = time.perf_counter() - t_prior
+                if cfg.verbose:
+                    print({"text_prior_seconds": round(self.prior_seconds, 1)}, flush=True)
             sizes = np.array([split.num_candidates(a) for a in range(split.num_attributes)])
             self._cand_offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
             self.cand_bias = torch.nn.Parameter(torch.zeros(int(self._cand_offset[-1])))
-            params = list(self.net.parameters()) + [self.cand_bias]
-            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            sparse = [self.net.tfidf.weight] if self.net.tfidf is not None else []
+            params = [p for p in self.net.parameters() if all(p is not q for q in sparse)] + [self.cand_bias]
+            opt = _Optimizers(torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+                              torch.optim.SparseAdam(sparse, lr=cfg.lr) if sparse else None)
             fit_pairs = _fit_pairs(split, on)
             pof = rt["pair_of_fact"]
             in_fit = np.zeros(split.num_pairs, bool)
@@ -426,7 +469,7 @@ class GnnCompletionModel(Baseline):
         self.fit_seconds = time.perf_counter() - t_start
         return self
 
-    def _loss(self, x: dict[str, Any], pairs: np.ndarray, product_pos: np.ndarray | None = None) -> Any:
+    def _loss(self, x: dict[str, Any], pairs: np.ndarray, product_pos: np.ndarray | None = None, K: Any = None) -> Any:
         """Mean over pairs of -log(probability mass on the pair's true values).
 
         Products, their query vectors and the candidates are gathered once (one index op each:
@@ -439,7 +482,7 @@ class GnnCompletionModel(Baseline):
             return x["product"].new_zeros((), requires_grad=True)
         prows = sp.product[pairs] if product_pos is None else product_pos[sp.product[pairs]]
         q = self.net.query(x["product"][torch.as_tensor(prows)])
-        K = self._all_candidates(x)
+        K = self._all_candidates(x) if K is None else K
         attrs = sp.attribute[pairs]
         bounds = np.flatnonzero(np.concatenate([[True], attrs[1:] != attrs[:-1], [True]]))
         # torch.split, not slicing: a slice's backward allocates a full-size gradient per slice
@@ -451,6 +494,8 @@ class GnnCompletionModel(Baseline):
             a = int(attrs[lo])
             ip, tl = sp.truth(pairs[lo:hi])
             logits = self.net.logits(q_parts[i], a, K_parts[a], b_parts[a])
+            if self.net.prior_w is not None:
+                logits = logits + self.net.prior_w[a] * self._prior(a, sp.product[pairs[lo:hi]])
             logp = torch.log_softmax(logits, dim=1)
             rows = np.repeat(np.arange(hi - lo), np.diff(ip))
             if len(rows) == hi - lo:  # one true value per pair
@@ -477,9 +522,10 @@ class GnnCompletionModel(Baseline):
                          params: list[Any], rng: np.random.Generator) -> float:
         """One pass over the supervision pairs in batches of ``batch_size`` products.
 
-        Each batch message-passes over a sampled subgraph (``gnn.sampler.TorchNeighborSampler``,
-        fan-outs ``num_neighbors`` per hop and relation) around its products and around every
-        candidate value and brand (seeded too, so that each candidate has a representation).
+        Each batch message-passes over a subgraph sampled around its products
+        (``gnn.sampler.TorchNeighborSampler``, fan-outs ``num_neighbors`` per hop and relation);
+        the candidates (every value and brand) are represented from their own inputs
+        (``candidate_mp=False``), so one step costs the batch's neighbourhood, not the graph.
         """
         torch = _torch()
         from torch_geometric.data import HeteroData
@@ -500,12 +546,10 @@ class GnnCompletionModel(Baseline):
         sup_prod = sp.product[sup_pairs]
         order = np.argsort(sup_prod, kind="stable")
         sorted_prod = sup_prod[order]
-        all_vals = torch.arange(rt["inp"]["n"]["value"])
-        all_brands = torch.arange(rt["inp"]["n"]["brand"])
         tot, n = 0.0, 0
         for lo in range(0, len(prods), cfg.batch_size):
             chunk = np.sort(prods[lo: lo + cfg.batch_size])
-            out = sampler._sample({"product": torch.as_tensor(chunk), "value": all_vals, "brand": all_brands})
+            out = sampler._sample({"product": torch.as_tensor(chunk)})
             sub_inp = self._slice_inputs(out.node)
             sub_edges = {et: torch.stack([out.row[et], out.col[et]]) for et in out.row}
             pos = np.full(rt["inp"]["n"]["product"], -1, np.int64)
@@ -515,7 +559,8 @@ class GnnCompletionModel(Baseline):
             pairs = pairs[np.isin(sp.product[pairs], chunk)]
             opt.zero_grad()
             x = self.net(sub_inp, sub_edges)
-            loss = self._loss(x, pairs, product_pos=pos)
+            K = self._all_candidates(self.net.encode_inputs(rt["inp"], ("value", "brand")))
+            loss = self._loss(x, pairs, product_pos=pos, K=K)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
@@ -555,6 +600,8 @@ class GnnCompletionModel(Baseline):
                 ip, tl = sp.truth(pa)
                 c0, c1 = int(sp.cand_indptr[a]), int(sp.cand_indptr[a + 1])
                 s = self.net.logits(q[torch.as_tensor(sp.product[pa])], a, K[c0:c1], self._cand_bias(a))
+                if self.net.prior_w is not None:
+                    s = s + self.net.prior_w[a] * self._prior(a, sp.product[pa])
                 top = s.argmax(1).numpy()
                 rows = np.repeat(np.arange(len(pa)), np.diff(ip))
                 hit = np.zeros(len(pa), bool)
@@ -612,8 +659,29 @@ class GnnCompletionModel(Baseline):
             for lo in range(0, len(products), 8192):
                 p = torch.as_tensor(np.asarray(products[lo: lo + 8192], dtype=np.int64))
                 s = self.net.logits(e["q"][p], self._attr_row(attribute), K, cb)
+                if self.net.prior_w is not None:
+                    s = s + self.net.prior_w[self._attr_row(attribute)] * self._prior(attribute, p.numpy())
                 out[lo: lo + len(p)] = torch.softmax(s, dim=1).numpy()
         return out
+
+    def _prior(self, attribute: int, products: np.ndarray) -> Any:
+        """float [M, C_a]: the cross-fitted text prior's log-probabilities (``gnn.prior``)."""
+        torch = _torch()
+        rt = self._runtime
+        products = np.asarray(products, dtype=np.int64)
+        X, folds = rt["tfidf_csr"][products], rt["folds"][products]
+        cmap = self.__dict__.get("_cand_map")
+        if cmap is None:
+            return torch.as_tensor(self.prior.logp(attribute, X, folds, self.split.num_candidates(attribute)))
+        from .prior import FLOOR
+
+        oa, idx = int(self._attr_row(attribute)), cmap[attribute]
+        old = self.prior.logp(oa, X, folds)
+        out = np.full((len(products), len(idx)), FLOOR, np.float32)
+        ok = idx >= 0
+        if old.shape[1]:
+            out[:, ok] = old[:, idx[ok]]
+        return torch.as_tensor(out)
 
     # attribute ids and candidate biases may be renumbered by rebind(); these map to trained rows
     def _attr_row(self, attribute: int) -> int:
@@ -653,20 +721,23 @@ class GnnCompletionModel(Baseline):
                                      f"was trained on {v[k]!r}: retrain, or compute the features with the same encoder")
         # attributes and candidate biases follow names and keys
         amap = np.array([old_names.get(n, -1) for n in split.attribute_names], np.int64)
-        bias_map = []
+        bias_map, cand_map = [], []
         for a in range(split.num_attributes):
             oa = amap[a]
             cand_new = split.candidates(a)
             if oa < 0:
                 bias_map.append(np.full(len(cand_new), -1, np.int64))
+                cand_map.append(np.full(len(cand_new), -1, np.int64))
                 continue
             is_brand = a == split.brand_attribute
             old_keys = {k: i for i, k in enumerate(self._fit_candidate_keys()[int(oa)])}
             new_keys = self._cand_keys(split, a, snap, is_brand)
             off = self._bias_offset(int(oa))
             bias_map.append(np.array([off + old_keys[k] if k in old_keys else -1 for k in new_keys], np.int64))
+            cand_map.append(np.array([old_keys.get(k, -1) for k in new_keys], np.int64))
         new._attr_map = np.where(amap >= 0, amap, 0)
         new._bias_map = bias_map
+        new._cand_map = cand_map
         return new
 
     @staticmethod

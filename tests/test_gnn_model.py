@@ -100,7 +100,7 @@ def test_seeded_training_is_deterministic(snap: Snapshot, split: Any) -> None:
 
 
 def test_minibatch_training_with_the_pure_torch_sampler(snap: Snapshot, split: Any) -> None:
-    m = GnnCompletionModel(**{**FAST, "batch_size": 64, "num_neighbors": (8, 4), "epochs": 30}).fit(snap, split)
+    m = GnnCompletionModel(**{**FAST, "batch_size": 64, "num_neighbors": (8, 4), "epochs": 30, "candidate_mp": False}).fit(snap, split)
     assert hits1(m, split, split.pairs("test"), "colour") >= 0.85
 
 
@@ -179,3 +179,24 @@ def test_rebind_refuses_text_features_of_another_encoder_version(tmp_path: Path)
         m.rebind(s2, make_split(s2, seed=0, cold_share=0.0))
     s3 = with_text(write_snapshot(tmp_path / "s3", base), "1")
     assert m.rebind(s3, make_split(s3, seed=0, cold_share=0.0)).split is not None
+
+
+def test_text_prior_is_cross_fitted_and_survives_a_checkpoint(snap: Snapshot, split: Any, tmp_path: Path) -> None:
+    from gnn.prior import key_folds
+
+    m = GnnCompletionModel(**{**FAST, "text_prior": True, "epochs": 30}).fit(snap, split)
+    assert hits1(m, split, split.pairs("test"), "size") >= 0.9
+    # a product is scored by the classifiers of its fold, which were fitted on the other fold only
+    folds = key_folds(snap.keys("product"))
+    a = split.attribute_id("size")
+    for f in (0, 1):
+        W, b, classes = m.prior.models[f][a]
+        assert W.shape[1] == len(classes)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(m))
+    again._rebuild_runtime()
+    np.testing.assert_allclose(again._score_attribute(a, np.arange(10)), m._score_attribute(a, np.arange(10)), rtol=1e-4, atol=1e-6)
+    assert set(np.unique(folds)) == {0, 1}
+    with pytest.raises(ModelError, match="tfidf"):
+        GnnConfig(text_prior=True, tfidf=False)

@@ -1,0 +1,111 @@
+"""A cross-fitted text prior for the GNN decoder: per attribute, a TF-IDF logistic regression whose
+log-probabilities the GNN adds to its scores (learned weight per attribute), so that message
+passing learns what the text alone does not say.
+
+Cross-fitting keeps it honest: products are cut into two folds by a hash of their key; the
+classifiers of fold *f* are fitted on the training facts of the *other* fold's products only, and a
+product is always scored by the classifiers that never saw it -- in training, validation, test and
+on a later snapshot alike, so the GNN learns how far to trust a prior of exactly the quality it
+will meet at prediction time.
+
+Each classifier keeps only its ``top_k`` largest weights per class (a sparse ``[V, C]`` matrix):
+the checkpoint stays small (tens of MB instead of GBs of dense coefficients) and scoring is a
+sparse product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .protocol import FactSplit
+
+FLOOR = float(np.log(1e-6))  # log-probability of a candidate the classifier never saw
+
+
+def key_folds(keys: Sequence[Any], n_folds: int = 2) -> np.ndarray:
+    """int8 [N]: a product's fold from a hash of its key (stable across snapshots)."""
+    return np.fromiter((hashlib.blake2b(str(k).encode("utf-8", "surrogatepass"), digest_size=2).digest()[0] % n_folds
+                        for k in keys), np.int8, len(keys))
+
+
+class TextPrior:
+    def __init__(self, *, C: float = 20.0, max_iter: int = 30, tol: float = 1e-3, top_k: int = 1500, n_jobs: int = 2,
+                 seed: int = 0) -> None:
+        self.C, self.max_iter, self.tol, self.top_k, self.n_jobs, self.seed = C, max_iter, tol, top_k, n_jobs, seed
+        # models[fold][attribute] = (W csr [V, C_seen], b [C_seen], classes [C_seen] local candidate ids) | int | None
+        self.models: list[dict[int, Any]] = [{}, {}]
+        self.num_candidates: dict[int, int] = {}
+
+    def fit(self, X: Any, split: FactSplit, fit_pairs: np.ndarray, folds: np.ndarray) -> "TextPrior":
+        """``X`` csr [N, V] TF-IDF rows of the products; ``folds`` [N] from :func:`key_folds`."""
+        from joblib import Parallel, delayed
+
+        from .baselines import _fact_rows
+
+        pof, val = _fact_rows(split, fit_pairs)
+        attr = split.attribute[pof]
+        prod = split.product[pof]
+        jobs = []
+        for a in np.unique(attr).tolist():
+            m = attr == a
+            self.num_candidates[a] = split.num_candidates(a)
+            y_all = split.local(a, val[m])
+            p_all = prod[m]
+            for f in (0, 1):
+                other = folds[p_all] != f  # fold f's classifiers learn from the other fold's products
+                jobs.append((f, a, p_all[other], y_all[other]))
+        jobs.sort(key=lambda j: -len(j[2]) * max(1, len(np.unique(j[3]))))
+        fitted = Parallel(n_jobs=self.n_jobs, backend="threading")(delayed(self._fit_one)(X, p, y) for _, _, p, y in jobs)
+        for (f, a, _, _), m in zip(jobs, fitted):
+            self.models[f][a] = m
+        return self
+
+    def _fit_one(self, X: Any, products: np.ndarray, y: np.ndarray) -> Any:
+        import scipy.sparse as sps
+        from sklearn.linear_model import LogisticRegression
+
+        classes = np.unique(y)
+        if len(classes) == 0:
+            return None
+        if len(classes) == 1:
+            return int(classes[0])
+        clf = LogisticRegression(solver="saga", C=self.C, max_iter=self.max_iter, tol=self.tol, random_state=self.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # saga's ConvergenceWarning at max_iter: a budget, on purpose
+            clf.fit(X[products], y)
+        coef = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
+        icpt = clf.intercept_ if len(clf.classes_) > 2 else np.array([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
+        k = min(self.top_k, coef.shape[1])
+        keep = np.argpartition(-np.abs(coef), k - 1, axis=1)[:, :k]  # [C, k] largest weights per class
+        rows = np.repeat(np.arange(coef.shape[0]), k)
+        W = sps.csr_matrix((np.take_along_axis(coef, keep, 1).ravel().astype(np.float32), (keep.ravel(), rows)),
+                           shape=(coef.shape[1], coef.shape[0]))
+        return W, icpt.astype(np.float32), clf.classes_.astype(np.int64)
+
+    def logp(self, attribute: int, X_rows: Any, folds: np.ndarray, num_candidates: int | None = None) -> np.ndarray:
+        """float32 [M, C_a]: log-probabilities of the attribute's candidates for M products (their TF-IDF
+        rows and folds), each from the classifiers of its own fold (fitted without it)."""
+        C = self.num_candidates.get(attribute, 0) if num_candidates is None else num_candidates
+        out = np.full((X_rows.shape[0], C), FLOOR, np.float32)
+        for f in (0, 1):
+            rows = np.flatnonzero(folds == f)
+            m = self.models[f].get(attribute)
+            if not len(rows) or m is None:
+                if not len(rows) or C == 0:
+                    continue
+                out[rows] = -np.log(C)  # no training fact: uniform
+                continue
+            if isinstance(m, int):
+                out[rows, m] = 0.0
+                continue
+            W, b, classes = m
+            z = (X_rows[rows] @ W).toarray() + b
+            z = z - z.max(1, keepdims=True)
+            lp = z - np.log(np.exp(z).sum(1, keepdims=True))
+            out[np.ix_(rows, classes)] = np.maximum(lp, FLOOR)
+        return out
