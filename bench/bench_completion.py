@@ -55,8 +55,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 # the GNN and its ablations: every one is GnnCompletionModel with some inputs switched off
 GNN_VARIANTS: dict[str, dict[str, Any]] = {
-    "gnn": {},  # text embeddings + TF-IDF + learnable embeddings, message passing over the visible graph
-    "gnn-notext": {"text_feature": None, "tfidf": False},  # the GNN without text features
+    "gnn": {},  # text embeddings + TF-IDF + text prior + learnable embeddings, message passing over the visible graph
+    "gnn-notext": {"text_feature": None, "tfidf": False, "text_prior": False},  # the GNN without text features
     "text-mlp": {"message_passing": False},  # the text features without the GNN (same decoder)
 }
 

@@ -71,32 +71,32 @@ class GnnConfig:
 
     conv: str = "sage"  # a name in CONVS
     hidden: int = 128
-    layers: int = 2
+    layers: int = 1
     dropout: float = 0.2
     # inputs
     tfidf: bool = True
     tfidf_ngrams: tuple[int, int] = (1, 2)
     tfidf_min_df: int = 2
     tfidf_max_features: int = 200_000
-    text_prior: bool = False  # add a cross-fitted TF-IDF classifier's log-probabilities (gnn.prior), weighted per attribute
+    text_prior: bool = True  # add a cross-fitted TF-IDF classifier's log-probabilities (gnn.prior), weighted per attribute
     prior_top_k: int = 1500  # weights kept per class of the prior's classifiers
     description_chars: int = 300
     text_feature: str | None = "text"  # feature-store prefix (text.<type>), None: no text embeddings
     kge_feature: str | None = None  # e.g. "kge" (kge.<type> + kge_mask.<type>); None: none
     learnable: bool = True  # learnable embeddings of values, brands, categories, attributes
     message_passing: bool = True  # False: the same model with no graph (text features only)
-    candidate_mp: bool = True  # candidates (values, brands) represented after message passing; False: from
+    candidate_mp: bool = False  # candidates (values, brands) represented after message passing; False: from
     # their own inputs (name text + learnable embedding) only -- required by mini-batch training
     # training
-    epochs: int = 120
+    epochs: int = 30
     lr: float = 0.01
     weight_decay: float = 0.0
     supervision_share: float = 0.3  # of the training pairs, per epoch: predicted, not in the graph
     product_drop: float = 0.05  # of the products, per epoch: every fact hidden (cold-start practice)
     label_smoothing: float = 0.0
-    patience: int = 12  # evaluations without validation improvement before stopping
-    eval_every: int = 2
-    batch_size: int = 0  # 0: full batch; else supervision products per mini-batch (neighbour sampling)
+    patience: int = 4  # evaluations without validation improvement before stopping
+    eval_every: int = 1
+    batch_size: int = 512  # supervision products per mini-batch (neighbour sampling); 0: full batch
     num_neighbors: tuple[int, ...] = (30, 10)
     seed: int = 0
     threads: int = 2
@@ -495,7 +495,7 @@ class GnnCompletionModel(Baseline):
             ip, tl = sp.truth(pairs[lo:hi])
             logits = self.net.logits(q_parts[i], a, K_parts[a], b_parts[a])
             if self.net.prior_w is not None:
-                logits = logits + self.net.prior_w[a] * self._prior(a, sp.product[pairs[lo:hi]])
+                logits = logits + self.net.prior_w[a] * self._prior(a, sp.product[pairs[lo:hi]], training=True)
             logp = torch.log_softmax(logits, dim=1)
             rows = np.repeat(np.arange(hi - lo), np.diff(ip))
             if len(rows) == hi - lo:  # one true value per pair
@@ -664,12 +664,13 @@ class GnnCompletionModel(Baseline):
                 out[lo: lo + len(p)] = torch.softmax(s, dim=1).numpy()
         return out
 
-    def _prior(self, attribute: int, products: np.ndarray) -> Any:
-        """float [M, C_a]: the cross-fitted text prior's log-probabilities (``gnn.prior``)."""
+    def _prior(self, attribute: int, products: np.ndarray, *, training: bool = False) -> Any:
+        """float [M, C_a]: the cross-fitted text prior's log-probabilities (``gnn.prior``): out-of-fold
+        for training facts; both folds' classifiers averaged when scoring facts neither was fitted on."""
         torch = _torch()
         rt = self._runtime
         products = np.asarray(products, dtype=np.int64)
-        X, folds = rt["tfidf_csr"][products], rt["folds"][products]
+        X, folds = rt["tfidf_csr"][products], (rt["folds"][products] if training else None)
         cmap = self.__dict__.get("_cand_map")
         if cmap is None:
             return torch.as_tensor(self.prior.logp(attribute, X, folds, self.split.num_candidates(attribute)))

@@ -87,9 +87,17 @@ class TextPrior:
                            shape=(coef.shape[1], coef.shape[0]))
         return W, icpt.astype(np.float32), clf.classes_.astype(np.int64)
 
-    def logp(self, attribute: int, X_rows: Any, folds: np.ndarray, num_candidates: int | None = None) -> np.ndarray:
+    def logp(self, attribute: int, X_rows: Any, folds: np.ndarray | None, num_candidates: int | None = None) -> np.ndarray:
         """float32 [M, C_a]: log-probabilities of the attribute's candidates for M products (their TF-IDF
-        rows and folds), each from the classifiers of its own fold (fitted without it)."""
+        rows and folds), each from the classifiers of its own fold (fitted without it).
+
+        ``folds=None`` averages the probabilities of both folds' classifiers: for facts neither was
+        fitted on (validation, test, missing slots) -- never for training facts."""
+        if folds is None:
+            n = X_rows.shape[0]
+            a = self.logp(attribute, X_rows, np.zeros(n, np.int8), num_candidates)
+            b = self.logp(attribute, X_rows, np.ones(n, np.int8), num_candidates)
+            return (np.logaddexp(a, b) - np.log(2.0)).astype(np.float32)
         C = self.num_candidates.get(attribute, 0) if num_candidates is None else num_candidates
         out = np.full((X_rows.shape[0], C), FLOOR, np.float32)
         for f in (0, 1):

@@ -22,7 +22,8 @@ from gnn.snapshot import Snapshot, load_snapshot  # noqa: E402
 from tests.test_protocol import write_snapshot  # noqa: E402
 
 # no dropout: on 320 products it only slows the planted signal down
-FAST = dict(text_feature=None, hidden=32, epochs=60, eval_every=5, patience=4, lr=0.02, dropout=0.0, threads=1, seed=0)
+FAST = dict(text_feature=None, hidden=32, epochs=60, eval_every=5, patience=4, lr=0.02, dropout=0.0, threads=1, seed=0,
+            batch_size=0, layers=2, candidate_mp=True, text_prior=False)  # full batch; mini-batches tested below
 COLOURS = ["red", "blue", "green", "black"]
 
 
