@@ -277,7 +277,7 @@ def features(snap_dir: str | None, encoder: str, model_path: str | None, threads
 @click.option("--file", "file_", default=None, help="catalog to load (default: the shipped Myntra sample)")
 @click.option("--mapping", default="myntra", show_default=True)
 @click.option("--no-complete", is_flag=True, help="skip the completion run")
-@click.option("--model", default=None, help="completion model (default gnn): gnn | tfidf | majority")
+@click.option("--model", default=None, help="completion model (default gnn): gnn | tfidf | majority | kge")
 def demo(file_: str | None, mapping: str, no_complete: bool, model: str | None) -> None:
     """Start the local Neo4j, ingest the shipped sample, show statistics and example queries, run a completion."""
     from .demo import run_demo

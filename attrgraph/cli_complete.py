@@ -69,7 +69,7 @@ def print_top(res: CompletionResult, n: int = 5) -> None:
 @click.command("complete")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="a YAML file of completion options (see README); command-line options override it")
-@click.option("--model", default=None, help="gnn (default) | tfidf | majority")
+@click.option("--model", default=None, help="gnn (default) | tfidf | majority | kge")
 @click.option("--model-policy", type=click.Choice(["auto", "reuse", "retrain"]), default=None,
               help="reuse the saved model while few facts are new (auto), always reuse, or retrain")
 @click.option("--rules", "rules", multiple=True, help="rule files or shipped names (repeatable), e.g. --rules myntra")

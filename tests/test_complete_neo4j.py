@@ -299,7 +299,7 @@ def test_a_run_that_lost_its_lock_cannot_write(small: ProductGraph) -> None:
 
 # -- configuration and the CLI -----------------------------------------------------------------------------
 def test_bad_configuration_and_missing_model_give_clear_messages(small: ProductGraph, tmp_path: Path) -> None:
-    with pytest.raises(CompletionConfigError, match="unknown model; valid: gnn, tfidf, majority"):
+    with pytest.raises(CompletionConfigError, match="unknown model; valid: gnn, tfidf, majority, kge"):
         CompletionConfig(model="gpt")
     bad = tmp_path / "c.yaml"
     bad.write_text("model: majority\nmodle_policy: reuse\n")
@@ -388,7 +388,7 @@ def test_cli_complete_runs_review_and_no_credentials_in_output(small: ProductGra
         assert (tmp_path / "w" / "runs" / run_id / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = subprocess.run([sys.executable, "-m", "attrgraph.cli", "complete", "--model", "nope"],
                          capture_output=True, text=True, env={**os.environ, **env})
-    assert bad.returncode == 2 and "unknown model; valid: gnn, tfidf, majority" in bad.stderr
+    assert bad.returncode == 2 and "unknown model; valid: gnn, tfidf, majority, kge" in " ".join(bad.stderr.split())
     assert pw not in bad.stderr + bad.stdout
 
 
