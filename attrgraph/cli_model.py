@@ -146,7 +146,9 @@ def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | Non
         c.console.print(f"the model was trained on snapshot {pred.snapshot_fingerprint[:12]}: scoring "
                         f"{snap.fingerprint[:12]} inductively (no retraining)", markup=False)
         if getattr(pred.model, "cfg", None) is not None and pred.model.cfg.text_feature:
-            _ensure_text_features(snap, "minilm", c.console.print)
+            # the encoder the model was trained with (a different one is refused by rebind)
+            used = getattr(pred.model, "feature_versions", {}).get(f"{pred.model.cfg.text_feature}.product", {})
+            _ensure_text_features(snap, used.get("encoder") or "minilm", c.console.print)
         pred = pred.rebind(snap)
     ids = None
     if products:
