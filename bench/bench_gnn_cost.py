@@ -29,6 +29,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ROOT = Path(__file__).resolve().parent.parent
 
+from bench._neo4j import git_commit  # noqa: E402
+
 
 def replicate(src: Path, dst: Path, k: int) -> Path:
     """Write the k-times replicated copy of snapshot ``src`` (with its features) to ``dst``."""
@@ -138,8 +140,7 @@ def main() -> None:
               f"{r.get('peak_rss_mb_ratio')} |")
     rec = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "snapshot": str(args.snapshot),
            "epochs": args.epochs, "threads": args.threads, "gnn_options": opts, "runs": rows,
-           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    cwd=ROOT).stdout.strip()}
+           "commit": git_commit()}
     res = ROOT / "bench" / "results" / "gnn_cost.jsonl"
     with open(res, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(rec) + "\n")

@@ -38,14 +38,14 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from .baselines import Baseline, _fact_rows, _fit_pairs, product_text
 from .errors import GnnError, MissingExtra
-from .metrics import AttributeScores, PairScores
+from .metrics import PairScores
 from .protocol import SPLITS, FactSplit, _value_attributes, leaf_categories
 from .snapshot import NODE_TYPES, Snapshot, load_snapshot
 
