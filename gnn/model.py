@@ -80,7 +80,10 @@ class GnnConfig:
     tfidf_max_features: int = 200_000
     text_prior: bool = True  # add a cross-fitted TF-IDF classifier's log-probabilities (gnn.prior), weighted per attribute
     prior_top_k: int = 1500  # weights kept per class of the prior's classifiers
+    prior_refit: bool = True  # the prior's classifiers refitted on all training facts score unseen facts (gnn.prior)
     description_chars: int = 300
+    properties: bool = True  # the mapping's product properties as tokens beside the TF-IDF n-grams (gnn.properties)
+    property_weight: float = 1.0  # scale of the property block (its rows are L2-normalised, like the TF-IDF rows)
     text_feature: str | None = "text"  # feature-store prefix (text.<type>), None: no text embeddings
     kge_feature: str | None = None  # e.g. "kge" (kge.<type> + kge_mask.<type>); None: none
     learnable: bool = True  # learnable embeddings of values, brands, categories, attributes
@@ -340,10 +343,24 @@ class GnnCompletionModel(Baseline):
                 X = self.vectorizer.fit_transform(texts).tocsr()
             else:
                 X = self.vectorizer.transform(texts).tocsr()
+            if cfg.properties and (fit_vectorizer or getattr(self, "property_tokens", None) is not None):
+                import scipy.sparse as sps
+
+                from .properties import PropertyTokens
+
+                props = [r.get("props") for r in snap.nodes["product"]]
+                if fit_vectorizer:
+                    self.property_tokens = PropertyTokens().fit(props)
+                P = self.property_tokens.transform(props)
+                if P.shape[1]:
+                    X = sps.hstack([X, P * np.float32(cfg.property_weight)], format="csr", dtype=np.float32)
+                versions["properties"] = {"version": self.property_tokens.version, "tokens": len(self.property_tokens)}
+            elif fit_vectorizer:
+                self.property_tokens = None
             rt["tfidf_csr"] = X
             inp["tfidf"] = (torch.as_tensor(X.indices.astype(np.int64)), torch.as_tensor(X.indptr[:-1].astype(np.int64)),
                             torch.as_tensor(X.data.astype(np.float32)))
-            dims["tfidf"] = len(self.vectorizer.vocabulary_)
+            dims["tfidf"] = X.shape[1]
         rt["inp"], rt["dims"] = inp, dims
         if cfg.text_prior:
             from .prior import key_folds
@@ -377,7 +394,8 @@ class GnnCompletionModel(Baseline):
             e = edges.get(base)
             if e is None:
                 e = np.zeros((2, 0), np.int64)
-            e = torch.as_tensor(np.ascontiguousarray(e[::-1] if rel.startswith("rev_") else e), dtype=torch.long)
+            # a copy: np.ascontiguousarray keeps the negative stride of an empty reversed array (no brands)
+            e = torch.as_tensor(np.array(e[::-1] if rel.startswith("rev_") else e, dtype=np.int64, order="C"), dtype=torch.long)
             out[(s, rel, d)] = e
         return out
 
@@ -402,7 +420,8 @@ class GnnCompletionModel(Baseline):
                 from .prior import TextPrior
 
                 t_prior = time.perf_counter()
-                self.prior = TextPrior(top_k=cfg.prior_top_k, n_jobs=max(1, cfg.threads), seed=cfg.seed).fit(
+                self.prior = TextPrior(top_k=cfg.prior_top_k, n_jobs=max(1, cfg.threads), seed=cfg.seed,
+                                       refit=cfg.prior_refit).fit(
                     rt["tfidf_csr"], split, _fit_pairs(split, on), rt["folds"])
                 self.prior_seconds = time.perf_counter() - t_prior
                 if cfg.verbose:

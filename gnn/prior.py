@@ -35,10 +35,12 @@ def key_folds(keys: Sequence[Any], n_folds: int = 2) -> np.ndarray:
 
 class TextPrior:
     def __init__(self, *, C: float = 20.0, max_iter: int = 30, tol: float = 1e-3, top_k: int = 1500, n_jobs: int = 2,
-                 seed: int = 0) -> None:
+                 seed: int = 0, refit: bool = True) -> None:
         self.C, self.max_iter, self.tol, self.top_k, self.n_jobs, self.seed = C, max_iter, tol, top_k, n_jobs, seed
-        # models[fold][attribute] = (W csr [V, C_seen], b [C_seen], classes [C_seen] local candidate ids) | int | None
-        self.models: list[dict[int, Any]] = [{}, {}]
+        self.refit = refit
+        # models[fold][attribute] = (W csr [V, C_seen], b [C_seen], classes [C_seen] local candidate ids) | int | None;
+        # models[2]: fitted on every training fact (refit), for facts no classifier saw
+        self.models: list[dict[int, Any]] = [{}, {}, {}] if refit else [{}, {}]
         self.num_candidates: dict[int, int] = {}
 
     def fit(self, X: Any, split: FactSplit, fit_pairs: np.ndarray, folds: np.ndarray) -> "TextPrior":
@@ -59,6 +61,8 @@ class TextPrior:
             for f in (0, 1):
                 other = folds[p_all] != f  # fold f's classifiers learn from the other fold's products
                 jobs.append((f, a, p_all[other], y_all[other]))
+            if self.refit:
+                jobs.append((2, a, p_all, y_all))
         jobs.sort(key=lambda j: -len(j[2]) * max(1, len(np.unique(j[3]))))
         fitted = Parallel(n_jobs=self.n_jobs, backend="threading")(delayed(self._fit_one)(X, p, y) for _, _, p, y in jobs)
         for (f, a, _, _), m in zip(jobs, fitted):
@@ -91,8 +95,11 @@ class TextPrior:
         """float32 [M, C_a]: log-probabilities of the attribute's candidates for M products (their TF-IDF
         rows and folds), each from the classifiers of its own fold (fitted without it).
 
-        ``folds=None`` averages the probabilities of both folds' classifiers: for facts neither was
-        fitted on (validation, test, missing slots) -- never for training facts."""
+        ``folds=None`` is for facts no classifier was fitted on (validation, test, missing slots) --
+        never for training facts: the refitted classifiers score them, or (a prior without refit)
+        the average of both folds' probabilities."""
+        if folds is None and len(self.models) > 2:
+            return self.logp(attribute, X_rows, np.full(X_rows.shape[0], 2, np.int8), num_candidates)
         if folds is None:
             n = X_rows.shape[0]
             a = self.logp(attribute, X_rows, np.zeros(n, np.int8), num_candidates)
@@ -100,7 +107,7 @@ class TextPrior:
             return (np.logaddexp(a, b) - np.log(2.0)).astype(np.float32)
         C = self.num_candidates.get(attribute, 0) if num_candidates is None else num_candidates
         out = np.full((X_rows.shape[0], C), FLOOR, np.float32)
-        for f in (0, 1):
+        for f in range(len(self.models)):
             rows = np.flatnonzero(folds == f)
             m = self.models[f].get(attribute)
             if not len(rows) or m is None:

@@ -8,7 +8,9 @@ A snapshot is a directory that the learning code reads without touching Neo4j::
 
 Node types and their keys: ``product`` (id), ``brand`` (key), ``category`` (path),
 ``attribute`` (name), ``value`` (attribute, norm). Integer ids follow the sorted keys, so
-exporting the same graph twice gives the same ids. Records are streamed from Neo4j and
+exporting the same graph twice gives the same ids. Product records carry ``props``: the
+mapping's product properties (scalars and lists of strings; never the bookkeeping ones, never
+vectors), which the completion model may read as inputs. Records are streamed from Neo4j and
 written as they come; edges are collected in compact integer arrays, never as Python
 objects per record.
 """
@@ -33,11 +35,19 @@ from .errors import GraphError
 
 SNAPSHOT_FORMAT = 1
 
+# Product properties that are the graph's own bookkeeping, not catalog data (the mapping's
+# ``properties`` are exported as ``props``: scalars and lists of strings; vectors are left out)
+SYSTEM_PRODUCT_PROPERTIES = ("id", "title", "description", "source", "content_hash", "created_at", "updated_at",
+                             "ingest_id")
+
 NODE_QUERIES: dict[str, str] = {
     "product": """
         MATCH (p:Product)
         RETURN p.id AS key, p.title AS title, p.description AS description, p.content_hash AS hash,
-               p.source AS source
+               p.source AS source,
+               [k IN keys(p) WHERE NOT k IN $system AND p[k] IS NOT NULL
+                    AND (valueType(p[k]) =~ '(STRING|INTEGER|FLOAT|BOOLEAN) NOT NULL'
+                         OR valueType(p[k]) STARTS WITH 'LIST<STRING') | [k, p[k]]] AS props
         ORDER BY key""",
     "brand": "MATCH (b:Brand) RETURN b.key AS key, b.name AS name ORDER BY key",
     "category": "MATCH (c:Category) RETURN c.path AS key, c.name AS name, c.level AS level ORDER BY key",
@@ -100,8 +110,10 @@ def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int
         for ntype, q in NODE_QUERIES.items():
             ids: dict[Any, int] = {}
             with open(tmp / "nodes" / f"{ntype}.jsonl", "w", encoding="utf-8") as fh:
-                for rec in s.run(q):
+                for rec in s.run(q, system=list(SYSTEM_PRODUCT_PROPERTIES)):
                     d = rec.data()
+                    if "props" in d:  # sorted: the same graph gives the same bytes (and fingerprint)
+                        d["props"] = dict(sorted((k, v) for k, v in d["props"]))
                     k = _key(d["key"])
                     if k in ids:  # cannot happen under the schema's constraints; refuse rather than guess
                         raise GraphError(f"export: duplicate {ntype} key {k!r}")

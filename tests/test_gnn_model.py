@@ -201,3 +201,61 @@ def test_text_prior_is_cross_fitted_and_survives_a_checkpoint(snap: Snapshot, sp
     assert set(np.unique(folds)) == {0, 1}
     with pytest.raises(ModelError, match="tfidf"):
         GnnConfig(text_prior=True, tfidf=False)
+
+
+def test_prior_refit_scores_unseen_facts_with_classifiers_fitted_on_all_training_facts(snap: Snapshot, split: Any) -> None:
+    m = GnnCompletionModel(**{**FAST, "text_prior": True, "epochs": 5}).fit(snap, split)
+    a = split.attribute_id("size")
+    assert len(m.prior.models) == 3 and a in m.prior.models[2]
+    X = m._runtime["tfidf_csr"][np.arange(20)]
+    unseen = m.prior.logp(a, X, None)
+    np.testing.assert_allclose(unseen, m.prior.logp(a, X, np.full(20, 2, np.int8)))  # the refitted classifiers
+    assert not np.allclose(unseen, m.prior.logp(a, X, np.zeros(20, np.int8)))  # not fold 0's
+    # without refit, unseen facts get the average of both folds (the older behaviour, still loadable)
+    m2 = GnnCompletionModel(**{**FAST, "text_prior": True, "prior_refit": False, "epochs": 5}).fit(snap, split)
+    assert len(m2.prior.models) == 2
+    p0, p1 = (np.exp(m2.prior.logp(a, X, np.full(20, f, np.int8))) for f in (0, 1))
+    np.testing.assert_allclose(np.exp(m2.prior.logp(a, X, None)), (p0 + p1) / 2, rtol=1e-4, atol=1e-6)
+
+
+def property_catalog(n: int = 320, seed: int = 0) -> list[dict[str, Any]]:
+    """The season is decided by a product property (``year``) and by nothing else: titles are random
+    words, no brand. A price property is noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        y = int(rng.integers(2010, 2014))
+        out.append({"key": f"q{i:04d}", "title": f"item w{int(rng.integers(10**6))} w{int(rng.integers(10**6))}",
+                    "category": "A > X", "props": {"year": y, "price": float(rng.integers(100, 5000)), "code": f"c{i}"},
+                    "facts": {"season": [["summer", "fall", "winter", "spring"][y - 2010]],
+                              "colour": [COLOURS[int(rng.integers(4))]]}})
+    return out
+
+
+def test_product_properties_are_inputs(tmp_path: Path) -> None:
+    snap = load_snapshot(write_snapshot(tmp_path / "snap", property_catalog()))
+    split = make_split(snap, seed=0, cold_share=0.0, include_brand=False)
+    opts = {**FAST, "text_prior": True, "epochs": 30, "layers": 1}
+    with_props = GnnCompletionModel(**opts).fit(snap, split)
+    without = GnnCompletionModel(**{**opts, "properties": False}).fit(snap, split)
+    test = split.pairs("test")
+    assert hits1(with_props, split, test, "season") >= 0.9
+    assert hits1(without, split, test, "season") <= 0.6  # 4 seasons, nothing else says which
+    pt = with_props.property_tokens
+    assert "year" in pt.properties and "code" not in pt.properties  # a unique code gives no token
+    assert with_props.feature_versions["properties"]["tokens"] == len(pt)
+    # a checkpoint encodes a later snapshot's properties in the columns it was trained with
+    later = property_catalog(40, seed=1)
+    for r in later:
+        r["key"] = "new-" + r["key"]
+    snap2 = load_snapshot(write_snapshot(tmp_path / "snap2", property_catalog() + later))
+    split2 = make_split(snap2, seed=0, cold_share=0.0, include_brand=False)
+    rebound = with_props.rebind(snap2, split2)
+    assert rebound._runtime["tfidf_csr"].shape[1] == with_props._runtime["tfidf_csr"].shape[1]
+    new_ids = np.array([snap2.index["product"][r["key"]] for r in later])
+    a = split2.attribute_id("season")
+    probs = rebound._score_attribute(a, new_ids)
+    cand = [snap2.keys("value")[int(c)][1] for c in split2.candidates(a)]
+    truth = [["summer", "fall", "winter", "spring"][r["props"]["year"] - 2010] for r in later]
+    acc = np.mean([cand[int(np.argmax(p))] == t for p, t in zip(probs, truth)])
+    assert acc >= 0.9

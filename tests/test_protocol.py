@@ -19,7 +19,8 @@ from gnn.snapshot import NODE_TYPES, Snapshot, load_snapshot
 
 def write_snapshot(root: Path, products: list[dict[str, Any]]) -> Path:
     """A snapshot on disk (the format graph.export writes) from product dicts:
-    ``{"key", "title", "description", "brand", "category": "A > X", "facts": {attribute: [values]}}``.
+    ``{"key", "title", "description", "brand", "category": "A > X", "facts": {attribute: [values]}}``
+    (optionally ``"props": {name: value}``, the mapping's product properties).
     Every level of each category path becomes a category node, linked child -> parent."""
     cats: set[str] = set()
     for p in products:
@@ -30,7 +31,8 @@ def write_snapshot(root: Path, products: list[dict[str, Any]]) -> Path:
     brands = sorted({p["brand"].casefold() for p in products if p.get("brand")})
     keys = sorted(p["key"] for p in products)
     nodes = {
-        "product": [next({"key": p["key"], "title": p.get("title", ""), "description": p.get("description", "")}
+        "product": [next({"key": p["key"], "title": p.get("title", ""), "description": p.get("description", ""),
+                          **({"props": p["props"]} if "props" in p else {})}
                          for p in products if p["key"] == k) for k in keys],
         "brand": [{"key": b, "name": b.title()} for b in brands],
         "category": [{"key": c, "name": c.split(" > ")[-1], "level": c.count(" > ") + 1} for c in sorted(cats)],

@@ -120,3 +120,17 @@ def test_kge_vectors_to_neo4j_and_similar_products(empty_graph: ProductGraph, tm
     res = empty_graph.query("similar_products", id="p1", k=2).as_dicts()
     assert [r["id"] for r in res] == ["p3", "p2"] and res[0]["score"] > res[1]["score"]
     assert len(empty_graph.query("similar_products", id="p4")) == 0
+
+
+def test_product_properties_are_exported_without_bookkeeping_or_vectors(empty_graph: ProductGraph, tmp_path: Path) -> None:
+    m = Mapping.from_yaml(
+        "name: snapprops\nid: id\ntitle: title\nattributes: [colour]\n"
+        "properties:\n  price: {field: price, type: float}\n  year: {field: year, type: int}\n  tier: tier\n")
+    rows = [{"id": "a", "title": "A", "colour": "Red", "price": 9.5, "year": 2011, "tier": "gold `x'} //"},
+            {"id": "b", "title": "B", "colour": "Red"}]
+    empty_graph.ingest(write_jsonl(tmp_path / "p.jsonl", rows), mapping=m)
+    empty_graph.client.write("MATCH (p:Product {id: 'a'}) SET p.kge = [0.1, 0.2]")  # a vector: not a catalog property
+    snap = load_snapshot(export_snapshot(empty_graph.client, tmp_path / "snap").path)
+    recs = {r["key"]: r for r in snap.nodes["product"]}
+    assert recs["a"]["props"] == {"price": 9.5, "tier": "gold `x'} //", "year": 2011}  # sorted, as stored
+    assert recs["b"]["props"] == {}
