@@ -58,6 +58,8 @@ GNN_VARIANTS: dict[str, dict[str, Any]] = {
     "gnn": {},  # text embeddings + TF-IDF + text prior + learnable embeddings, message passing over the visible graph
     "gnn-notext": {"text_feature": None, "tfidf": False, "text_prior": False},  # the GNN without text features
     "text-mlp": {"message_passing": False},  # the text features without the GNN (same decoder)
+    "gnn-noprops": {"properties": False},  # the GNN without the product-property tokens (title + description only)
+    "gnn-norefit": {"prior_refit": False},  # the GNN whose prior scores unseen facts by the two half-data folds
 }
 
 
