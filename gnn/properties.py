@@ -7,31 +7,30 @@ A property becomes tokens by what its values look like on the training snapshot:
   ``max_token_chars``), kept when at least ``min_count`` products share it;
 - numbers with few distinct values (at most ``max_levels``: a year, a pack count): one token per value;
 - other numbers (a price): the bin of the value among ``bins`` quantile bins of the training values;
-- booleans: ``name=true`` / ``name=false``.
+- booleans: ``name=#true`` / ``name=#false``.
 
 A value that fewer than ``min_count`` products share (an identifier, a URL, a style code) gives
-no token. The token table and bin edges are
-fitted once and saved with the model, so a later snapshot is encoded in the same columns; an
-unknown value gives no token. Rows are L2-normalised, like the TF-IDF rows they sit beside.
+no token. The token table and bin edges are fitted once and saved with the model, so a later
+snapshot is encoded in the same columns; an unknown value gives no token. Rows are L2-normalised,
+like the TF-IDF rows they sit beside.
 """
 
 from __future__ import annotations
 
 import math
-import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from ingest.normalize import match_key
+
 VERSION = 1
 
 
 def _text(v: Any, n: int) -> str:
-    s = unicodedata.normalize("NFKC", str(v))
-    s = "".join(ch for ch in s if unicodedata.category(ch)[0] != "C")
-    return " ".join(s.split()).casefold()[:n]
+    return match_key(str(v))[:n]  # NFKC, no control characters, whitespace collapsed, case-folded
 
 
 def _is_number(v: Any) -> bool:
@@ -66,33 +65,37 @@ class PropertyTokens:
                 self.edges[k] = np.unique(np.quantile(a, np.linspace(0, 1, self.bins + 1)[1:-1]))
         counts: Counter[str] = Counter()
         for p in props:
-            counts.update({t for t, _ in self._tokens(p)})
+            counts.update(set(self._tokens(p)))
         # a value fewer than min_count products share (an identifier, a URL, a style code) is no signal
         kept = sorted(t for t, c in counts.items() if c >= self.min_count)
         self.vocabulary = {t: i for i, t in enumerate(kept)}
-        self.properties = sorted({t.split("=", 1)[0] for t in kept})
         return self
 
-    def _tokens(self, p: dict[str, Any] | None) -> Iterable[tuple[str, str]]:
+    @property
+    def properties(self) -> list[str]:
+        """The property names that gave at least one token."""
+        return sorted({t.split("=", 1)[0] for t in self.vocabulary})
+
+    def _tokens(self, p: dict[str, Any] | None) -> Iterable[str]:
         for k, v in (p or {}).items():
             name = _text(k, self.max_token_chars).replace("=", " ")
             if isinstance(v, bool):
-                yield f"{name}=#{str(v).lower()}", name
+                yield f"{name}=#{str(v).lower()}"
             elif _is_number(v):
                 kind = self.kinds.get(k)
                 if kind == "levels":
                     f = float(v)
-                    yield f"{name}=#{int(f) if f.is_integer() else f}", name
+                    yield f"{name}=#{int(f) if f.is_integer() else f}"
                 elif kind == "bins":
-                    yield f"{name}=#q{int(np.searchsorted(self.edges[k], float(v), side='right'))}", name
+                    yield f"{name}=#q{int(np.searchsorted(self.edges[k], float(v), side='right'))}"
             elif isinstance(v, str):
                 t = _text(v, self.max_token_chars)
                 if t:
-                    yield f"{name}={t}", name
+                    yield f"{name}={t}"
             elif isinstance(v, (list, tuple)):
                 for x in v:
                     if isinstance(x, str) and (t := _text(x, self.max_token_chars)):
-                        yield f"{name}={t}", name
+                        yield f"{name}={t}"
 
     # -- encoding --------------------------------------------------------------------------------
     def transform(self, props: Sequence[dict[str, Any] | None]) -> Any:
@@ -101,7 +104,7 @@ class PropertyTokens:
 
         indptr, indices = [0], []
         for p in props:
-            cols = sorted({self.vocabulary[t] for t, _ in self._tokens(p) if t in self.vocabulary})
+            cols = sorted({self.vocabulary[t] for t in self._tokens(p) if t in self.vocabulary})
             indices.extend(cols)
             indptr.append(len(indices))
         indptr_a = np.asarray(indptr, np.int64)

@@ -110,9 +110,10 @@ def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int
         for ntype, q in NODE_QUERIES.items():
             ids: dict[Any, int] = {}
             with open(tmp / "nodes" / f"{ntype}.jsonl", "w", encoding="utf-8") as fh:
-                for rec in s.run(q, system=list(SYSTEM_PRODUCT_PROPERTIES)):
+                params = {"system": list(SYSTEM_PRODUCT_PROPERTIES)} if ntype == "product" else {}
+                for rec in s.run(q, params):
                     d = rec.data()
-                    if "props" in d:  # sorted: the same graph gives the same bytes (and fingerprint)
+                    if ntype == "product":  # props sorted: the same graph gives the same bytes (and fingerprint)
                         d["props"] = dict(sorted((k, v) for k, v in d["props"]))
                     k = _key(d["key"])
                     if k in ids:  # cannot happen under the schema's constraints; refuse rather than guess
