@@ -11,7 +11,8 @@
    test pairs (and, separately, the cold-start pairs).
 3. Prints a table (overall and value-not-in-text Hits@1, Hits@3, MRR, ECE, coverage at the target
    precision) and per-attribute figures; writes a reliability / precision–coverage PNG and a
-   Markdown report into bench/out/<timestamp>/; appends the figures to bench/results/completion.jsonl.
+   Markdown report and every method's top-1 answer per test pair (top1.npz, read by bench_ceiling.py) into
+   bench/out/<timestamp>/; appends the figures to bench/results/completion.jsonl.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def make_method(name: str, threads: int, gnn_options: dict[str, Any], kge_option
     """A baseline (``majority``, ``tfidf``, ``kge``) or a GNN variant (``GNN_VARIANTS``) by name."""
     if name in GNN_VARIANTS:
         return gnn_cls(**{"threads": threads, **gnn_options, **GNN_VARIANTS[name]})
-    if name == "tfidf":
+    if name in ("tfidf", "tfidf-props"):
         return get_baseline(name, n_jobs=threads)
     if name == "kge":
         return get_baseline(name, **{"threads": threads, **kge_options})
@@ -118,6 +119,7 @@ def run(*, snapshot: Path, baselines: list[str], seed: int = 0, cold_share: floa
         "prepare_seconds": round(prep_s, 2), "methods": {},
     }
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    top1s: dict[str, Any] = {}  # per method: the test pairs' top-1 choice, calibrated confidence, correctness
     for name in baselines:
         t = time.perf_counter()
         model = make_method(name, threads, gnn_options or {}, kge_options or {}, BASELINES, get_baseline,
@@ -156,6 +158,7 @@ def run(*, snapshot: Path, baselines: list[str], seed: int = 0, cold_share: floa
         m_cold_text = grade(s_cold, c_cold, ~in_text)
         t1: Top1 = c_test.top1()
         curves[name] = (t1.confidence, t1.correct)
+        top1s[name] = t1
         rec["methods"][name] = {
             "config": model.config(), "fit_seconds": round(fit_s, 2), "score_seconds": round(score_s, 2),
             "epochs_run": getattr(model, "epochs_run", None), "best_epoch": getattr(model, "best_epoch", None),
@@ -225,6 +228,10 @@ def run(*, snapshot: Path, baselines: list[str], seed: int = 0, cold_share: floa
     if png:
         md += f"\n![reliability and precision–coverage]({png.name})\n"
     (out / "report.md").write_text(md, encoding="utf-8")
+    # every method's top-1 answer per test pair, for bench_ceiling.py (oracle, consensus errors, confusions)
+    np.savez_compressed(out / "top1.npz", fingerprint=np.array(snap.fingerprint), seed=np.array(seed),
+                        methods=np.array(list(top1s)),
+                        **{f"{n}.{k}": getattr(t, k) for n, t in top1s.items() for k in ("pairs", "choice", "confidence", "correct")})
     (out / "record.json").write_text(json.dumps(_clean(rec), indent=1), encoding="utf-8")
     rec["out_dir"] = str(out)
     results = results or ROOT / "bench" / "results" / "completion.jsonl"

@@ -149,10 +149,13 @@ class TfidfBaseline(Baseline):
     """
 
     name = "tfidf"
+    properties = False  # product-property tokens (gnn.properties) beside the n-grams
 
     def __init__(self, *, ngram_range: tuple[int, int] = (1, 2), description_chars: int = 300, min_df: int = 2,
-                 C: float = 20.0, max_iter: int = 30, tol: float = 1e-3, n_jobs: int = 2, seed: int = 0) -> None:
+                 C: float = 20.0, max_iter: int = 30, tol: float = 1e-3, n_jobs: int = 2, seed: int = 0,
+                 properties: bool | None = None) -> None:
         self.ngram_range = tuple(ngram_range)
+        self.properties = type(self).properties if properties is None else properties
         self.description_chars = description_chars
         self.min_df = min_df
         self.C = C
@@ -175,6 +178,15 @@ class TfidfBaseline(Baseline):
         self.vectorizer = TfidfVectorizer(ngram_range=self.ngram_range, min_df=self.min_df, sublinear_tf=True,
                                           dtype=np.float32)
         self.X = self.vectorizer.fit_transform(texts).tocsr()
+        if self.properties:
+            import scipy.sparse as sps
+
+            from .properties import PropertyTokens
+
+            props = [r.get("props") for r in snap.nodes["product"]]
+            P = PropertyTokens().fit(props).transform(props)
+            if P.shape[1]:
+                self.X = sps.hstack([self.X, P], format="csr", dtype=np.float32)
         pair_of_fact, val = _fact_rows(split, _fit_pairs(split, on))
         attr = split.attribute[pair_of_fact]
         jobs = []
@@ -215,7 +227,15 @@ class TfidfBaseline(Baseline):
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "ngram_range": list(self.ngram_range), "description_chars": self.description_chars,
                 "min_df": self.min_df, "C": self.C, "max_iter": self.max_iter, "tol": self.tol, "solver": "saga",
-                "seed": self.seed}
+                "seed": self.seed, "properties": self.properties}
+
+
+class TfidfPropsBaseline(TfidfBaseline):
+    """The TF-IDF classifier reading the product-property tokens too (the same tokens as the GNN's):
+    how much of what properties add a linear model gets."""
+
+    name = "tfidf-props"
+    properties = True
 
 
 class KgeBaseline(Baseline):
@@ -280,7 +300,8 @@ class KgeBaseline(Baseline):
         return {"name": self.name, **asdict(self.kcfg)}
 
 
-BASELINES: dict[str, type[Baseline]] = {"majority": MajorityBaseline, "tfidf": TfidfBaseline, "kge": KgeBaseline}
+BASELINES: dict[str, type[Baseline]] = {"majority": MajorityBaseline, "tfidf": TfidfBaseline,
+                                        "tfidf-props": TfidfPropsBaseline, "kge": KgeBaseline}
 
 
 def get_baseline(name: str, **kwargs: Any) -> Baseline:

@@ -79,7 +79,8 @@ class GnnConfig:
     tfidf_min_df: int = 2
     tfidf_max_features: int = 200_000
     text_prior: bool = True  # add a cross-fitted TF-IDF classifier's log-probabilities (gnn.prior), weighted per attribute
-    prior_top_k: int = 1500  # weights kept per class of the prior's classifiers
+    prior_top_k: int = 1500  # weights kept per class of the prior's classifiers, at least
+    prior_budget: int = 4_000_000  # weights kept per classifier (attribute), shared by its classes
     prior_refit: bool = True  # the prior's classifiers refitted on all training facts score unseen facts (gnn.prior)
     description_chars: int = 300
     properties: bool = True  # the mapping's product properties as tokens beside the TF-IDF n-grams (gnn.properties)
@@ -420,8 +421,8 @@ class GnnCompletionModel(Baseline):
                 from .prior import TextPrior
 
                 t_prior = time.perf_counter()
-                self.prior = TextPrior(top_k=cfg.prior_top_k, n_jobs=max(1, cfg.threads), seed=cfg.seed,
-                                       refit=cfg.prior_refit).fit(
+                self.prior = TextPrior(top_k=cfg.prior_top_k, budget=cfg.prior_budget, n_jobs=max(1, cfg.threads),
+                                       seed=cfg.seed, refit=cfg.prior_refit).fit(
                     rt["tfidf_csr"], split, _fit_pairs(split, on), rt["folds"])
                 self.prior_seconds = time.perf_counter() - t_prior
                 if cfg.verbose:

@@ -8,9 +8,12 @@ product is always scored by the classifiers that never saw it -- in training, va
 on a later snapshot alike, so the GNN learns how far to trust a prior of exactly the quality it
 will meet at prediction time.
 
-Each classifier keeps only its ``top_k`` largest weights per class (a sparse ``[V, C]`` matrix):
-the checkpoint stays small (tens of MB instead of GBs of dense coefficients) and scoring is a
-sparse product.
+Each classifier keeps its largest weights (a sparse ``[V, C]`` matrix): ``budget`` weights per
+classifier shared by its classes, at least ``top_k`` per class. An attribute with few values (season,
+gender) keeps every weight it learned; one with hundreds (brand) its strongest per class -- the
+checkpoint stays bounded (a dense brand classifier alone would be 50M weights) and scoring is a
+sparse product. A checkpoint keeps only the refitted classifiers: the two folds' exist for the
+out-of-fold scores of training facts, which nothing needs after training.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ def key_folds(keys: Sequence[Any], n_folds: int = 2) -> np.ndarray:
 
 
 class TextPrior:
-    def __init__(self, *, C: float = 20.0, max_iter: int = 30, tol: float = 1e-3, top_k: int = 1500, n_jobs: int = 2,
-                 seed: int = 0, refit: bool = True) -> None:
+    def __init__(self, *, C: float = 20.0, max_iter: int = 30, tol: float = 1e-3, top_k: int = 1500,
+                 budget: int = 4_000_000, n_jobs: int = 2, seed: int = 0, refit: bool = True) -> None:
         self.C, self.max_iter, self.tol, self.top_k, self.n_jobs, self.seed = C, max_iter, tol, top_k, n_jobs, seed
+        self.budget = budget
         self.refit = refit
+        self.folds_dropped = False
         # models[fold][attribute] = (W csr [V, C_seen], b [C_seen], classes [C_seen] local candidate ids) | int | None;
         # models[2]: fitted on every training fact (refit), for facts no classifier saw
         self.models: list[dict[int, Any]] = [{}, {}, {}] if refit else [{}, {}]
@@ -84,12 +89,33 @@ class TextPrior:
             clf.fit(X[products], y)
         coef = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
         icpt = clf.intercept_ if len(clf.classes_) > 2 else np.array([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
-        k = min(self.top_k, coef.shape[1])
-        keep = np.argpartition(-np.abs(coef), k - 1, axis=1)[:, :k]  # [C, k] largest weights per class
-        rows = np.repeat(np.arange(coef.shape[0]), k)
+        k = min(coef.shape[1], max(self.top_k, self.budget // coef.shape[0]))
+        if k < coef.shape[1]:
+            keep = np.argpartition(-np.abs(coef), k - 1, axis=1)[:, :k]  # [C, k] largest weights per class
+        else:
+            keep = np.broadcast_to(np.arange(coef.shape[1]), coef.shape)
+        rows = np.repeat(np.arange(coef.shape[0]), keep.shape[1])
         W = sps.csr_matrix((np.take_along_axis(coef, keep, 1).ravel().astype(np.float32), (keep.ravel(), rows)),
                            shape=(coef.shape[1], coef.shape[0]))
+        W.eliminate_zeros()  # features absent from the training rows keep a zero weight
         return W, icpt.astype(np.float32), clf.classes_.astype(np.int64)
+
+    @property
+    def num_weights(self) -> int:
+        """Weights stored, over every classifier set held."""
+        return sum(m[0].nnz for models in self.models for m in models.values() if isinstance(m, tuple))
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        if len(self.models) > 2:  # a checkpoint scores unseen facts only: the refitted classifiers suffice
+            d["models"] = [{}, {}, self.models[2]]
+            d["folds_dropped"] = True
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        d.setdefault("folds_dropped", False)
+        d.setdefault("budget", 0)
+        self.__dict__.update(d)
 
     def logp(self, attribute: int, X_rows: Any, folds: np.ndarray | None, num_candidates: int | None = None) -> np.ndarray:
         """float32 [M, C_a]: log-probabilities of the attribute's candidates for M products (their TF-IDF
@@ -105,6 +131,9 @@ class TextPrior:
             a = self.logp(attribute, X_rows, np.zeros(n, np.int8), num_candidates)
             b = self.logp(attribute, X_rows, np.ones(n, np.int8), num_candidates)
             return (np.logaddexp(a, b) - np.log(2.0)).astype(np.float32)
+        if self.folds_dropped and bool(np.any(folds < 2)):
+            raise ValueError("this prior was loaded from a checkpoint, which keeps only the refitted classifiers: "
+                             "out-of-fold scores of training facts exist only during training")
         C = self.num_candidates.get(attribute, 0) if num_candidates is None else num_candidates
         out = np.full((X_rows.shape[0], C), FLOOR, np.float32)
         for f in range(len(self.models)):

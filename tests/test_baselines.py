@@ -170,3 +170,18 @@ def test_registry_names_the_valid_choices() -> None:
         get_baseline("knn")
     with pytest.raises(BaselineError, match="tfidf"):
         get_baseline("tfidf", bogus=1)
+
+
+def test_tfidf_props_reads_the_product_properties(tmp_path: Path) -> None:
+    """A season decided by the ``year`` property alone: the text-only classifier cannot know it."""
+    from tests.test_gnn_model import property_catalog
+
+    snap = load_snapshot(write_snapshot(tmp_path / "snap", property_catalog()))
+    sp = make_split(snap, seed=0, cold_share=0.0, include_brand=False)
+    test = sp.pairs("test")
+    season = test[sp.attribute[test] == sp.attribute_id("season")]
+    with_props = get_baseline("tfidf-props", n_jobs=1, max_iter=50).fit(snap, sp)
+    text_only = get_baseline("tfidf", n_jobs=1, max_iter=50).fit(snap, sp)
+    assert evaluate(with_props.score(season), per_attribute=False)["hits@1"] >= 0.9
+    assert evaluate(text_only.score(season), per_attribute=False)["hits@1"] <= 0.6
+    assert with_props.config()["properties"] is True and text_only.config()["properties"] is False

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("torch_geometric")
 
+from gnn.baselines import _fit_pairs  # noqa: E402
 from gnn.completion import CompletionPredictor, get_model  # noqa: E402
 from gnn.metrics import evaluate  # noqa: E402
 from gnn.model import CONVS, GnnCompletionModel, GnnConfig, ModelError  # noqa: E402
@@ -216,6 +217,35 @@ def test_prior_refit_scores_unseen_facts_with_classifiers_fitted_on_all_training
     assert len(m2.prior.models) == 2
     p0, p1 = (np.exp(m2.prior.logp(a, X, np.full(20, f, np.int8))) for f in (0, 1))
     np.testing.assert_allclose(np.exp(m2.prior.logp(a, X, None)), (p0 + p1) / 2, rtol=1e-4, atol=1e-6)
+
+
+def test_prior_budget_and_checkpoint_keep_what_scoring_needs(snap: Snapshot, split: Any) -> None:
+    import pickle
+
+    from gnn.prior import TextPrior, key_folds
+
+    m = GnnCompletionModel(**{**FAST, "text_prior": False}).fit(snap, split)  # for its TF-IDF rows
+    X = m._runtime["tfidf_csr"]
+    folds = key_folds(snap.keys("product"))
+    fit = _fit_pairs(split, ("train",))
+    a = split.attribute_id("size")
+    tiny = TextPrior(top_k=2, budget=0).fit(X, split, fit, folds)
+    wide = TextPrior(top_k=2, budget=10**9).fit(X, split, fit, folds)
+    W_tiny, W_wide = tiny.models[2][a][0], wide.models[2][a][0]
+    n_classes = W_wide.shape[1]
+    assert (np.diff(W_tiny.tocsc().indptr) <= 2).all()  # top_k per class when the budget is smaller
+    # a budget above V x C keeps every weight the classifier learned: as many as its fitted features
+    seen = np.unique(X[split.product[fit[split.attribute[fit] == a]]].indices)
+    assert W_wide.nnz == len(seen) * n_classes > W_tiny.nnz
+    assert wide.num_weights > tiny.num_weights
+    # a checkpoint keeps the refitted classifiers only: unseen facts score the same, training folds refuse
+    loaded = pickle.loads(pickle.dumps(wide))
+    rows = X[np.arange(30)]
+    np.testing.assert_allclose(loaded.logp(a, rows, None), wide.logp(a, rows, None))
+    assert loaded.models[0] == loaded.models[1] == {}
+    assert loaded.num_weights == sum(w[0].nnz for w in wide.models[2].values() if isinstance(w, tuple))
+    with pytest.raises(ValueError, match="only the refitted classifiers"):
+        loaded.logp(a, rows, np.zeros(30, np.int8))
 
 
 def property_catalog(n: int = 320, seed: int = 0) -> list[dict[str, Any]]:
