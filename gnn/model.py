@@ -78,6 +78,10 @@ class GnnConfig:
     tfidf_ngrams: tuple[int, int] = (1, 2)
     tfidf_min_df: int = 2
     tfidf_max_features: int = 200_000
+    title_char_ngrams: tuple[int, int] | None = (2, 4)  # character n-grams (inside words) of the title beside the
+    # word n-grams: a value spelled inside a compound or a misspelt word; None: none
+    title_char_min_df: int = 3
+    title_char_weight: float = 0.5  # scale of the character block (its rows are L2-normalised, like the TF-IDF rows)
     text_prior: bool = True  # add a cross-fitted TF-IDF classifier's log-probabilities (gnn.prior), weighted per attribute
     prior_top_k: int = 1500  # weights kept per class of the prior's classifiers, at least
     prior_budget: int = 4_000_000  # weights kept per classifier (attribute), shared by its classes
@@ -124,6 +128,10 @@ class GnnConfig:
             raise ModelError("mini-batch training (batch_size > 0) needs candidate_mp=False: a mini-batch does not "
                              "message-pass into every candidate value")
         self.tfidf_ngrams = tuple(self.tfidf_ngrams)  # type: ignore[assignment]
+        if self.title_char_ngrams is not None:
+            lo, hi = self.title_char_ngrams = tuple(self.title_char_ngrams)  # type: ignore[assignment]
+            if not 1 <= lo <= hi:
+                raise ModelError(f"title_char_ngrams must be (lo, hi) with 1 <= lo <= hi, got {self.title_char_ngrams}")
         self.num_neighbors = tuple(self.num_neighbors)
 
     @classmethod
@@ -336,17 +344,33 @@ class GnnCompletionModel(Baseline):
             dims["count"][t] = len(table) + 1
         if cfg.tfidf:
             texts = [product_text(r, cfg.description_chars) for r in snap.nodes["product"]]
-            if fit_vectorizer:
-                from sklearn.feature_extraction.text import TfidfVectorizer
+            import scipy.sparse as sps
+            from sklearn.feature_extraction.text import TfidfVectorizer
 
+            if fit_vectorizer:
                 self.vectorizer = TfidfVectorizer(ngram_range=cfg.tfidf_ngrams, min_df=cfg.tfidf_min_df, sublinear_tf=True,
                                                   max_features=cfg.tfidf_max_features, dtype=np.float32)
                 X = self.vectorizer.fit_transform(texts).tocsr()
             else:
                 X = self.vectorizer.transform(texts).tocsr()
+            # (a checkpoint from before title character n-grams has no char_vectorizer: its columns stay as trained)
+            if cfg.title_char_ngrams and (fit_vectorizer or getattr(self, "char_vectorizer", None) is not None):
+                titles = [str(r.get("title") or "") for r in snap.nodes["product"]]
+                Xc = None
+                if fit_vectorizer:
+                    self.char_vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=cfg.title_char_ngrams,
+                                                           min_df=cfg.title_char_min_df, sublinear_tf=True, dtype=np.float32)
+                    try:
+                        Xc = self.char_vectorizer.fit_transform(titles)
+                    except ValueError:  # no n-gram in min_df titles (a tiny or title-less catalog): no block
+                        self.char_vectorizer = None
+                else:
+                    Xc = self.char_vectorizer.transform(titles)
+                if Xc is not None:
+                    X = sps.hstack([X, Xc * np.float32(cfg.title_char_weight)], format="csr", dtype=np.float32)
+            elif fit_vectorizer:
+                self.char_vectorizer = None
             if cfg.properties and (fit_vectorizer or getattr(self, "property_tokens", None) is not None):
-                import scipy.sparse as sps
-
                 from .properties import PropertyTokens
 
                 props = [r.get("props") for r in snap.nodes["product"]]

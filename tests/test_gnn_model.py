@@ -24,7 +24,9 @@ from tests.test_protocol import write_snapshot  # noqa: E402
 
 # no dropout: on 320 products it only slows the planted signal down
 FAST = dict(text_feature=None, hidden=32, epochs=60, eval_every=5, patience=4, lr=0.02, dropout=0.0, threads=1, seed=0,
-            batch_size=0, layers=2, candidate_mp=True, text_prior=False)  # full batch; mini-batches tested below
+            batch_size=0, layers=2, candidate_mp=True, text_prior=False,
+            title_char_ngrams=None)  # full batch; mini-batches tested below. The titles here are random numbers:
+# noise to character n-grams, which test_title_character_ngrams_read_values_inside_words switches on
 COLOURS = ["red", "blue", "green", "black"]
 
 
@@ -289,3 +291,41 @@ def test_product_properties_are_inputs(tmp_path: Path) -> None:
     truth = [["summer", "fall", "winter", "spring"][r["props"]["year"] - 2010] for r in later]
     acc = np.mean([cand[int(np.argmax(p))] == t for p, t in zip(probs, truth)])
     assert acc >= 0.9
+
+
+def compound_catalog(n: int = 320, seed: int = 0, prefix: str = "c") -> list[dict[str, Any]]:
+    """The colour is spelt only inside a one-off compound word of the title (``zqblue483920``): no
+    word n-gram of it occurs twice, its character n-grams do."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        c = COLOURS[int(rng.integers(4))]
+        out.append({"key": f"{prefix}{i:04d}", "title": f"item zq{c}{int(rng.integers(10**6)):06d}", "category": "A > X",
+                    "facts": {"colour": [c], "size": [["s", "m"][int(rng.integers(2))]]}})
+    return out
+
+
+def test_title_character_ngrams_read_values_inside_words(tmp_path: Path) -> None:
+    snap = load_snapshot(write_snapshot(tmp_path / "snap", compound_catalog()))
+    split = make_split(snap, seed=0, cold_share=0.0, include_brand=False)
+    opts = {**FAST, "text_prior": True, "epochs": 30, "layers": 1, "title_char_ngrams": (2, 4)}
+    chars = GnnCompletionModel(**opts).fit(snap, split)
+    words = GnnCompletionModel(**{**opts, "title_char_ngrams": None}).fit(snap, split)
+    test = split.pairs("test")
+    assert hits1(chars, split, test, "colour") >= 0.9
+    assert hits1(words, split, test, "colour") <= 0.6  # 4 colours, no reusable word says which
+    assert chars.char_vectorizer is not None and words.char_vectorizer is None
+    # a checkpoint encodes a later snapshot's titles in the columns it was trained with
+    later = compound_catalog(40, seed=1, prefix="new")
+    snap2 = load_snapshot(write_snapshot(tmp_path / "snap2", compound_catalog() + later))
+    split2 = make_split(snap2, seed=0, cold_share=0.0, include_brand=False)
+    import pickle
+
+    rebound = pickle.loads(pickle.dumps(chars)).rebind(snap2, split2)  # as a checkpoint does
+    assert rebound._runtime["tfidf_csr"].shape[1] == chars._runtime["tfidf_csr"].shape[1]
+    a = split2.attribute_id("colour")
+    probs = rebound._score_attribute(a, np.array([snap2.index["product"][r["key"]] for r in later]))
+    cand = [snap2.keys("value")[int(c)][1] for c in split2.candidates(a)]
+    assert np.mean([cand[int(np.argmax(p))] == r["facts"]["colour"][0] for p, r in zip(probs, later)]) >= 0.9
+    with pytest.raises(ModelError, match="title_char_ngrams"):
+        GnnConfig(title_char_ngrams=(3, 2))
