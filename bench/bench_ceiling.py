@@ -1,6 +1,6 @@
 """How far above the TF-IDF baseline can a completion model get on the issue-4 protocol?
 
-    python bench/bench_ceiling.py [--snapshot DIR] [--seed 0] [--top1 bench/out/<run>/top1.npz]
+    python bench/bench_ceiling.py [--snapshot DIR] [--seed 0] [--top1 bench/out/<run>/top1.npz ...]
                                   [--fractions 0.125,0.25,0.5,1] [--threads 2] [--sample 25]
 
 Three measurements on the same seeded split as bench_completion.py (the same test pairs):
@@ -96,7 +96,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cold-share", type=float, default=0.05)
     ap.add_argument("--fractions", default="0.125,0.25,0.5,1", help="shares of the training products ('' skips the curve)")
-    ap.add_argument("--top1", type=Path, default=None, help="top1.npz of a bench_completion.py run on the same snapshot and seed")
+    ap.add_argument("--top1", type=Path, nargs="*", default=[],
+                    help="top1.npz files of bench_completion.py runs on the same snapshot and seed (methods merged)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sample", type=int, default=25, help="consensus errors printed")
     args = ap.parse_args()
@@ -149,16 +150,20 @@ def main() -> None:
 
     # 2. oracle over the methods of a bench_completion run, consensus errors; 3. confusions
     if args.top1:
-        z = np.load(args.top1)
-        if str(z["fingerprint"]) != snap.fingerprint or int(z["seed"]) != args.seed:
-            raise SystemExit(f"{args.top1}: answers of another snapshot or seed (fingerprint {str(z['fingerprint'])[:12]}, "
-                             f"seed {int(z['seed'])}); run bench_completion.py on {args.snapshot} with --seed {args.seed}")
-        methods = [str(m) for m in z["methods"]]
+        answers: dict[str, tuple[Any, Any, Any]] = {}
+        for path in args.top1:
+            z = np.load(path)
+            if str(z["fingerprint"]) != snap.fingerprint or int(z["seed"]) != args.seed:
+                raise SystemExit(f"{path}: answers of another snapshot or seed (fingerprint {str(z['fingerprint'])[:12]}, "
+                                 f"seed {int(z['seed'])}); run bench_completion.py on {args.snapshot} with --seed {args.seed}")
+            for m in (str(m) for m in z["methods"]):
+                answers.setdefault(m, (z[f"{m}.pairs"], z[f"{m}.choice"], z[f"{m}.correct"]))
+        methods = list(answers)
         choice = np.full((len(methods), split.num_pairs), -1, np.int64)
         correct = np.zeros((len(methods), split.num_pairs), bool)
         for i, m in enumerate(methods):
-            choice[i, z[f"{m}.pairs"]] = z[f"{m}.choice"]
-            correct[i, z[f"{m}.pairs"]] = z[f"{m}.correct"]
+            pairs, ch, ok = answers[m]
+            choice[i, pairs], correct[i, pairs] = ch, ok
         graded = test[(choice[:, test] >= 0).all(0)]
         C, K = choice[:, graded], correct[:, graded]
         nt = ~in_text[graded]

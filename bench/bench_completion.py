@@ -61,6 +61,7 @@ GNN_VARIANTS: dict[str, dict[str, Any]] = {
     "text-mlp": {"message_passing": False},  # the text features without the GNN (same decoder)
     "gnn-noprops": {"properties": False},  # the GNN without the product-property tokens (title + description only)
     "gnn-norefit": {"prior_refit": False},  # the GNN whose prior scores unseen facts by the two half-data folds
+    "gnn-nochars": {"title_char_ngrams": None},  # the GNN without the title's character n-grams (word n-grams only)
 }
 
 
@@ -258,7 +259,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--snapshot", type=Path, default=attrgraph_home() / "snapshots" / "current")
     ap.add_argument("--baselines", "--methods", dest="baselines", default="majority,tfidf,kge,text-mlp,gnn-notext,gnn",
-                    help="comma-separated: majority, tfidf, kge, and the GNN variants gnn, gnn-notext, text-mlp")
+                    help="comma-separated: majority, tfidf, tfidf-props, kge, and the GNN variants "
+                         f"{', '.join(GNN_VARIANTS)}")
     ap.add_argument("--gnn-options", default="{}", help="JSON of GnnConfig options for the GNN variants")
     ap.add_argument("--kge-options", default="{}", help="JSON of options of the kge baseline (model, epochs, ...)")
     ap.add_argument("--seed", type=int, default=0)
