@@ -7,7 +7,8 @@ The k-times catalog is the snapshot with every product copied k times (new keys,
 brand, category and facts; values, brands and categories shared), text features tiled. For each
 factor, in a fresh process (so peak RSS is that run's own): ``CompletionPredictor.fit`` with the GNN
 for a fixed number of epochs (early stopping off, so every factor does the same work per epoch),
-then ``predict`` of every missing applicable slot of every product (top 5). Prints a table and
+then ``predict`` of every missing applicable slot of every product (top 5); the checkpoint's size, and a
+fresh load of it predicting every slot again (``attrgraph predict``). Prints a table and
 appends the figures to bench/results/gnn_cost.jsonl; the ratios to 1x say how time grows.
 """
 
@@ -90,7 +91,19 @@ def one(snapshot: Path, epochs: int, threads: int, gnn_options: dict[str, Any]) 
     t = time.perf_counter()
     cand = pred.predict(snap, top_k=5)
     predict_s = time.perf_counter() - t
-    return {"products": snap.num_nodes("product"), "facts": int(snap.edges["has_value"].shape[1]),
+    # the checkpoint: its size, and a fresh load scoring every slot again (what `attrgraph predict` does)
+    ckpt = snapshot.parent / f"{snapshot.name}.model"
+    t = time.perf_counter()
+    pred.save(ckpt)
+    save_s = time.perf_counter() - t
+    size_mb = sum(f.stat().st_size for f in ckpt.iterdir()) / 2**20
+    t = time.perf_counter()
+    again = CompletionPredictor.load(ckpt).predict(snap, top_k=5)
+    load_predict_s = time.perf_counter() - t
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return {"checkpoint_mb": round(size_mb, 1), "save_seconds": round(save_s, 1),
+            "load_and_predict_seconds": round(load_predict_s, 1), "same_predictions": len(again) == len(cand),
+            "products": snap.num_nodes("product"), "facts": int(snap.edges["has_value"].shape[1]),
             "load_seconds": round(load_s, 1), "fit_seconds": round(fit_s, 1), "epochs": len(m.history),
             "train_loop_seconds": epoch_s[-1] if epoch_s else None,
             "seconds_per_epoch": round(epoch_s[-1] / len(epoch_s), 2) if epoch_s else None,
@@ -132,12 +145,13 @@ def main() -> None:
         for key in ("seconds_per_epoch", "predict_seconds", "peak_rss_mb"):
             if base.get(key) and r.get(key) is not None:
                 r[f"{key}_ratio"] = round(r[key] / base[key], 2)
-    hdr = ["factor", "products", "s/epoch", "ratio", "predict s", "ratio", "slots", "peak RSS MB", "ratio"]
+    hdr = ["factor", "products", "s/epoch", "ratio", "predict s", "ratio", "slots", "peak RSS MB", "ratio",
+           "checkpoint MB", "load + predict s"]
     print("| " + " | ".join(hdr) + " |\n|" + "---|" * len(hdr))
     for r in rows:
         print(f"| {r['factor']}x | {r['products']} | {r['seconds_per_epoch']} | {r.get('seconds_per_epoch_ratio')} | "
               f"{r['predict_seconds']} | {r.get('predict_seconds_ratio')} | {r['slots_predicted']} | {r['peak_rss_mb']} | "
-              f"{r.get('peak_rss_mb_ratio')} |")
+              f"{r.get('peak_rss_mb_ratio')} | {r['checkpoint_mb']} | {r['load_and_predict_seconds']} |")
     rec = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "snapshot": str(args.snapshot),
            "epochs": args.epochs, "threads": args.threads, "gnn_options": opts, "runs": rows,
            "commit": git_commit()}
