@@ -129,9 +129,10 @@ class GnnConfig:
                              "message-pass into every candidate value")
         self.tfidf_ngrams = tuple(self.tfidf_ngrams)  # type: ignore[assignment]
         if self.title_char_ngrams is not None:
-            lo, hi = self.title_char_ngrams = tuple(self.title_char_ngrams)  # type: ignore[assignment]
-            if not 1 <= lo <= hi:
+            r = tuple(self.title_char_ngrams)
+            if len(r) != 2 or not all(isinstance(x, int) for x in r) or not 1 <= r[0] <= r[1]:
                 raise ModelError(f"title_char_ngrams must be (lo, hi) with 1 <= lo <= hi, got {self.title_char_ngrams}")
+            self.title_char_ngrams = r  # type: ignore[assignment]
         self.num_neighbors = tuple(self.num_neighbors)
 
     @classmethod

@@ -327,5 +327,6 @@ def test_title_character_ngrams_read_values_inside_words(tmp_path: Path) -> None
     probs = rebound._score_attribute(a, np.array([snap2.index["product"][r["key"]] for r in later]))
     cand = [snap2.keys("value")[int(c)][1] for c in split2.candidates(a)]
     assert np.mean([cand[int(np.argmax(p))] == r["facts"]["colour"][0] for p, r in zip(probs, later)]) >= 0.9
-    with pytest.raises(ModelError, match="title_char_ngrams"):
-        GnnConfig(title_char_ngrams=(3, 2))
+    for bad in ((3, 2), (2,), (0, 3), ("a", "b")):
+        with pytest.raises(ModelError, match="title_char_ngrams"):
+            GnnConfig(title_char_ngrams=bad)
