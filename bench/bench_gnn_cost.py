@@ -75,6 +75,8 @@ def replicate(src: Path, dst: Path, k: int) -> Path:
 
 def one(snapshot: Path, epochs: int, threads: int, gnn_options: dict[str, Any]) -> dict[str, Any]:
     """Train and predict once (run in a child process); returns the figures."""
+    import numpy as np
+
     from gnn.completion import CompletionPredictor
     from gnn.snapshot import load_snapshot
 
@@ -102,7 +104,8 @@ def one(snapshot: Path, epochs: int, threads: int, gnn_options: dict[str, Any]) 
     load_predict_s = time.perf_counter() - t
     shutil.rmtree(ckpt, ignore_errors=True)
     return {"checkpoint_mb": round(size_mb, 1), "save_seconds": round(save_s, 1),
-            "load_and_predict_seconds": round(load_predict_s, 1), "same_predictions": len(again) == len(cand),
+            "load_and_predict_seconds": round(load_predict_s, 1), "same_predictions": bool(np.array_equal(again.product, cand.product)
+                                                            and np.array_equal(again.candidate, cand.candidate)),
             "products": snap.num_nodes("product"), "facts": int(snap.edges["has_value"].shape[1]),
             "load_seconds": round(load_s, 1), "fit_seconds": round(fit_s, 1), "epochs": len(m.history),
             "train_loop_seconds": epoch_s[-1] if epoch_s else None,

@@ -179,14 +179,10 @@ class TfidfBaseline(Baseline):
                                           dtype=np.float32)
         self.X = self.vectorizer.fit_transform(texts).tocsr()
         if self.properties:
-            import scipy.sparse as sps
-
             from .properties import PropertyTokens
 
             props = [r.get("props") for r in snap.nodes["product"]]
-            P = PropertyTokens().fit(props).transform(props)
-            if P.shape[1]:
-                self.X = sps.hstack([self.X, P], format="csr", dtype=np.float32)
+            self.X = PropertyTokens().fit(props).append_to(self.X, props)
         pair_of_fact, val = _fact_rows(split, _fit_pairs(split, on))
         attr = split.attribute[pair_of_fact]
         jobs = []

@@ -377,9 +377,7 @@ class GnnCompletionModel(Baseline):
                 props = [r.get("props") for r in snap.nodes["product"]]
                 if fit_vectorizer:
                     self.property_tokens = PropertyTokens().fit(props)
-                P = self.property_tokens.transform(props)
-                if P.shape[1]:
-                    X = sps.hstack([X, P * np.float32(cfg.property_weight)], format="csr", dtype=np.float32)
+                X = self.property_tokens.append_to(X, props, cfg.property_weight)
                 versions["properties"] = {"version": self.property_tokens.version, "tokens": len(self.property_tokens)}
             elif fit_vectorizer:
                 self.property_tokens = None

@@ -113,5 +113,14 @@ class PropertyTokens:
         return sps.csr_matrix((data, np.asarray(indices, np.int64), indptr_a),
                               shape=(len(props), len(self.vocabulary)), dtype=np.float32)
 
+    def append_to(self, X: Any, props: Sequence[dict[str, Any] | None], weight: float = 1.0) -> Any:
+        """csr float32: the rows of ``X`` (one per product) with these products' tokens beside them, scaled
+        by ``weight``; ``X`` itself when the vocabulary is empty."""
+        import scipy.sparse as sps
+
+        if not len(self):
+            return X
+        return sps.hstack([X, self.transform(props) * np.float32(weight)], format="csr", dtype=np.float32)
+
     def __len__(self) -> int:
         return len(self.vocabulary)
