@@ -126,10 +126,17 @@ def train_cmd(snap_dir: str | None, model_name: str, options: tuple[str, ...], o
 @click.option("--attribute", "attributes", multiple=True, help="only these attributes (repeatable; @brand for brands)")
 @click.option("--product", "products", multiple=True, help="only these product ids (repeatable)")
 @click.option("--confident-only", is_flag=True, help="only slots whose top candidate reaches its attribute's threshold")
+@click.option("--all-slots", is_flag=True,
+              help="rank every missing slot of the named products/attributes, applicable or not (the default when "
+                   "both --product and --attribute are given: a slot asked for by name always gets an answer)")
 @click.option("--show", type=int, default=10, show_default=True, help="rows of the printed sample")
 def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | None, top_k: int,
-                attributes: tuple[str, ...], products: tuple[str, ...], confident_only: bool, show: int) -> None:
-    """Rank the candidate values of every missing applicable attribute, with calibrated probabilities."""
+                attributes: tuple[str, ...], products: tuple[str, ...], confident_only: bool, all_slots: bool,
+                show: int) -> None:
+    """Rank the candidate values of every missing applicable attribute, with calibrated probabilities.
+
+    A slot named by both --product and --attribute is ranked even where the attribute is not deemed
+    applicable to the product's category; --all-slots does that for every named product or attribute."""
     import numpy as np
 
     from gnn.completion import CompletionPredictor
@@ -156,7 +163,10 @@ def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | Non
         if missing:
             raise GnnError(f"unknown product id(s) {missing[:5]} in snapshot {snap.path}")
         ids = np.array([snap.index["product"][p] for p in products], np.int64)
-    cand = pred.predict(snap, products=ids, top_k=top_k, attributes=list(attributes) or None)
+    if all_slots and not (products or attributes):
+        raise click.UsageError("--all-slots needs --product or --attribute (every attribute of every product is too many)")
+    scope = "all" if all_slots or (products and attributes) else "applicable"
+    cand = pred.predict(snap, products=ids, top_k=top_k, attributes=list(attributes) or None, scope=scope)
     secs = time.perf_counter() - t0
     n = n_conf = 0
     sample: list[dict[str, Any]] = []
@@ -181,7 +191,7 @@ def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | Non
                     f"{x['threshold']:.3f}" if x["threshold"] != float("inf") else "abstain",
                     ", ".join(f"{y['value']} {y['p']:.2f}" for y in x["candidates"][1:3])) for x in sample],
                   title="predictions (sample)")
-    c.console.print(f"{len(cand)} missing applicable slots of {len(np.unique(cand.product))} products scored in "
+    c.console.print(f"{len(cand)} missing {'' if scope == 'all' else 'applicable '}slots of {len(np.unique(cand.product))} products scored in "
                     f"{secs:.1f} s; {n_conf} reach their attribute's threshold (target precision "
                     f"{pred.abstention.target:g})" + (f"; {n} written to {out_file}" if out_file else ""),
                     markup=False, highlight=False)

@@ -83,8 +83,10 @@ class CompletionConfig:
     seed: int = 0
     calibration: str = "isotonic"
     target_precision: float = 0.98
-    min_share: float = 0.1  # applicability: an attribute applies where this share of products have it
-    min_products: int = 20
+    applicability: str = "learn"  # learn: share threshold chosen on held-out facts (gnn.applicability); fixed
+    applicability_recall: float = 0.995  # learn: this share of held-out facts must be deemed applicable
+    min_share: float = 0.1  # applicability: an attribute applies where this share of products have it (learn: at most)
+    min_products: int = 20  # fixed: a category with fewer products borrows its parent's decision
     include_brand: bool = True
     threads: int | None = None  # torch threads (None: leave as is)
     # text features (for models that read them: gnn)
@@ -125,7 +127,9 @@ class CompletionConfig:
             raise bad("text_features", "valid: auto, always, never")
         if self.calibration not in ("none", "temperature", "isotonic"):
             raise bad("calibration", "valid: none, temperature, isotonic")
-        for k, lo, hi in (("retrain_share", 0.0, 1.0), ("valid_share", 0.0, 1.0), ("target_precision", 0.0, 1.0),
+        if self.applicability not in ("learn", "fixed"):
+            raise bad("applicability", "valid: learn, fixed")
+        for k, lo, hi in (("applicability_recall", 0.5, 1.0), ("retrain_share", 0.0, 1.0), ("valid_share", 0.0, 1.0), ("target_precision", 0.0, 1.0),
                           ("review_min_p", 0.0, 1.0), ("min_share", 0.0, 1.0)):
             v = getattr(self, k)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
@@ -199,7 +203,7 @@ class CompletionConfig:
     def model_signature(self) -> str:
         """What decides whether a saved model fits this configuration."""
         keys = ("model", "model_kwargs", "valid_share", "seed", "calibration", "target_precision", "min_share",
-                "min_products", "include_brand", "text_features", "encoder", "encoder_kwargs")
+                "min_products", "applicability", "applicability_recall", "include_brand", "text_features", "encoder", "encoder_kwargs")
         d = {k: getattr(self, k) for k in keys}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -430,7 +434,9 @@ def _fit(snap: Any, cfg: CompletionConfig, say: Progress) -> Any:
     return CompletionPredictor.fit(snap, model=cfg.model, model_kwargs=kw, valid_share=cfg.valid_share,
                                    seed=cfg.seed, calibration=cfg.calibration,
                                    target_precision=cfg.target_precision, min_share=cfg.min_share,
-                                   min_products=cfg.min_products, include_brand=cfg.include_brand, progress=say)
+                                   min_products=cfg.min_products, applicability=cfg.applicability,
+                                   applicability_recall=cfg.applicability_recall, include_brand=cfg.include_brand,
+                                   progress=say)
 
 
 def _valid_top1(pred: Any) -> dict[str, np.ndarray]:

@@ -34,10 +34,13 @@ import numpy as np
 
 from .errors import GnnError
 from .metrics import Abstention, PairScores, abstention_thresholds, evaluate, get_calibrator
+from .applicability import applicability_at, learn_applicability
 from .protocol import BRAND, Applicability, FactSplit, applicable_attributes, make_split
 from .snapshot import Snapshot
 
 FORMAT = 1
+APPLICABILITY = ("learn", "fixed")  # how a predictor decides which missing slots apply (gnn.applicability)
+SCOPES = ("applicable", "all")  # which missing slots predict() ranks
 
 
 class CompletionError(GnnError):
@@ -139,8 +142,15 @@ class CompletionPredictor:
     def fit(cls, snap: Snapshot, *, model: str = "gnn", model_kwargs: dict[str, Any] | None = None,
             valid_share: float = 0.1, seed: int = 0, calibration: str = "isotonic",
             target_precision: float = 0.98, min_share: float = 0.1, min_products: int = 20,
+            applicability: str = "learn", applicability_recall: float = 0.995,
             include_brand: bool = True, progress: Callable[[str], None] | None = None) -> "CompletionPredictor":
-        """Fit ``model`` on ``1 - valid_share`` of the asserted pairs, calibrate on the rest."""
+        """Fit ``model`` on ``1 - valid_share`` of the asserted pairs, calibrate on the rest.
+
+        ``applicability="learn"`` (``gnn.applicability``) chooses, on the valid pairs, the share threshold
+        under which ``applicability_recall`` of them count as applicable (at most ``min_share``);
+        ``"fixed"`` uses ``min_share`` and ``min_products`` as they are."""
+        if applicability not in APPLICABILITY:
+            raise CompletionError(f"unknown applicability {applicability!r}; valid: {', '.join(APPLICABILITY)}")
         if not 0 < valid_share < 1:
             raise CompletionError(f"valid_share must be in (0, 1), got {valid_share}")
         if calibration not in ("none", "temperature", "isotonic"):
@@ -165,20 +175,34 @@ class CompletionPredictor:
             scored = raw
         abst = abstention_thresholds(scored.top1(), target_precision)
         metrics = evaluate(scored, target_precision=target_precision, per_attribute=False) if len(valid) else {}
-        appl = applicable_attributes(snap, split, min_share=min_share, min_products=min_products)
+        if applicability == "learn":
+            appl, learned = learn_applicability(snap, split, target_recall=applicability_recall, max_share=min_share)
+            metrics["applicability"] = learned.as_dict()
+        else:
+            appl = applicable_attributes(snap, split, min_share=min_share, min_products=min_products)
+        metrics.setdefault("applicability", {})["attributes_per_product"] = float(
+            appl.for_products(np.arange(snap.num_nodes("product"))).sum(1).mean())
         cfg = {"model": model, "model_kwargs": _jsonable(model_kwargs or {}), "valid_share": valid_share, "seed": seed,
                "calibration": calibration, "target_precision": target_precision, "min_share": min_share,
-               "min_products": min_products, "include_brand": include_brand,
+               "min_products": min_products, "applicability": applicability,
+               "applicability_recall": applicability_recall, "include_brand": include_brand,
                "model_config": _jsonable(m.config()) if hasattr(m, "config") else {}}
         return cls(model, m, snap.fingerprint, split, appl, cal, abst, cfg, metrics, time.perf_counter() - t0)
 
     # -- prediction -----------------------------------------------------------------------------
-    def missing_slots(self, snap: Snapshot, products: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(product ids, attribute ids) of applicable slots without an asserted value, int64 [M] each."""
+    def missing_slots(self, snap: Snapshot, products: np.ndarray | None = None, *, scope: str = "applicable"
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(product ids, attribute ids) of slots without an asserted value, int64 [M] each: the applicable
+        ones (``scope="applicable"``), or every attribute the graph knows (``scope="all"``)."""
+        if scope not in SCOPES:
+            raise CompletionError(f"unknown scope {scope!r}; valid: {', '.join(SCOPES)}")
         self._check(snap)
         N, A = snap.num_nodes("product"), self.split.num_attributes
         prods = np.arange(N, dtype=np.int64) if products is None else np.unique(np.asarray(products, dtype=np.int64))
-        appl = self.applicability.for_products(prods)  # bool [len(prods), A]
+        if scope == "all":
+            appl = np.ones((len(prods), A), bool)
+        else:
+            appl = self.applicability.for_products(prods)  # bool [len(prods), A]
         has = np.zeros((N, A), bool)
         has[self.split.product, self.split.attribute] = True  # every asserted pair, train and valid
         appl &= ~has[prods]
@@ -189,11 +213,15 @@ class CompletionPredictor:
         return prods[r], a.astype(np.int64)
 
     def predict(self, snap: Snapshot, *, products: np.ndarray | None = None, top_k: int = 5,
-                attributes: Sequence[str] | None = None) -> Candidates:
-        """Top-``top_k`` calibrated candidates of every missing applicable slot (of ``products``)."""
+                attributes: Sequence[str] | None = None, scope: str = "applicable") -> Candidates:
+        """Top-``top_k`` calibrated candidates of every missing slot (of ``products``, of ``attributes``):
+        the applicable ones, or with ``scope="all"`` every one the graph knows -- a slot asked for by
+        name gets an answer whatever applicability says."""
         if top_k < 1:
             raise CompletionError(f"top_k must be at least 1, got {top_k}")
-        prods, attrs = self.missing_slots(snap, products)
+        if scope == "all" and products is None and attributes is None:
+            raise CompletionError("scope='all' ranks every attribute of every product: name the products or the attributes")
+        prods, attrs = self.missing_slots(snap, products, scope=scope)
         if attributes is not None:
             want = [self.split.attribute_id(n) for n in attributes]
             keep = np.isin(attrs, want)
@@ -251,7 +279,10 @@ class CompletionPredictor:
         th = {split.attribute_names.index(old_names[a]): t for a, t in self.abstention.thresholds.items()
               if old_names[a] in split.attribute_names}
         abst = Abstention(th, self.abstention.default, self.abstention.target)
-        appl = applicable_attributes(snap, split, min_share=cfg["min_share"], min_products=cfg["min_products"])
+        if cfg.get("applicability", "fixed") == "learn":  # the threshold learned at fit time, recounted here
+            appl = applicability_at(snap, split, self.applicability.min_share)
+        else:
+            appl = applicable_attributes(snap, split, min_share=cfg["min_share"], min_products=cfg["min_products"])
         return CompletionPredictor(self.model_name, model, snap.fingerprint, split, appl, self.calibrator, abst,
                                    cfg, self.validation, self.fit_seconds)
 
