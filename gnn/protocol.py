@@ -149,13 +149,24 @@ def make_split(
     cold_share: float = 0.05,
     seed: int = 0,
     include_brand: bool = True,
+    group_by: str | None = None,
 ) -> FactSplit:
     """Split the snapshot's asserted pairs, seeded.
 
     First ``cold_share`` of the products that have any fact become cold (all their pairs COLD);
     the other pairs are permuted and cut into train / valid / test by ``fractions``. The same
     snapshot, fractions and seed always give the same split.
+
+    ``group_by="title"``: products whose case-folded, whitespace-collapsed titles are equal form a
+    group (a product without a title is a group of its own). Cold products are chosen as whole
+    groups (the prefix of a seeded group order whose product count is nearest ``cold_share``), and
+    all the warm pairs of a group go to one split: groups are permuted (seeded) and cut by their
+    cumulative pair counts (a group goes where the middle of its pairs falls), so no product has a
+    title twin in another split and the fractions hold roughly. ``None`` (default): pairs are split
+    independently, as above.
     """
+    if group_by not in (None, "title"):
+        raise ProtocolError(f"group_by must be None or 'title', got {group_by!r}")
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
         raise ProtocolError(f"fractions must be three non-negative shares (train, valid, test) summing to 1, got {tuple(fractions)}")
     if not 0 <= cold_share < 1:
@@ -186,17 +197,44 @@ def make_split(
 
     rng = np.random.default_rng(seed)
     with_facts = np.unique(pair_p)
-    n_cold = int(round(cold_share * len(with_facts)))
-    cold = np.sort(rng.choice(with_facts, size=n_cold, replace=False)) if n_cold else np.zeros(0, np.int64)
     split = np.full(len(pair_p), TRAIN, np.int8)
-    is_cold = np.isin(pair_p, cold)
-    split[is_cold] = COLD
-    warm = np.flatnonzero(~is_cold)
-    perm = warm[rng.permutation(len(warm))]
-    n_train = int(round(fractions[0] * len(warm)))
-    n_valid = int(round(fractions[1] * len(warm)))
-    split[perm[n_train : n_train + n_valid]] = VALID
-    split[perm[n_train + n_valid :]] = TEST
+    extra: dict[str, Any] = {}
+    if group_by is None:
+        n_cold = int(round(cold_share * len(with_facts)))
+        cold = np.sort(rng.choice(with_facts, size=n_cold, replace=False)) if n_cold else np.zeros(0, np.int64)
+        is_cold = np.isin(pair_p, cold)
+        split[is_cold] = COLD
+        warm = np.flatnonzero(~is_cold)
+        perm = warm[rng.permutation(len(warm))]
+        n_train = int(round(fractions[0] * len(warm)))
+        n_valid = int(round(fractions[1] * len(warm)))
+        split[perm[n_train : n_train + n_valid]] = VALID
+        split[perm[n_train + n_valid :]] = TEST
+    else:
+        # group id per product: equal titles (case-folded, whitespace collapsed) share one; no title: alone
+        ids: dict[str, int] = {}
+        group = np.empty(snap.num_nodes("product"), np.int64)
+        for i, r in enumerate(snap.nodes["product"]):
+            t = " ".join(str(r.get("title") or "").casefold().split())
+            group[i] = ids.setdefault(t, len(ids)) if t else -1 - i
+        gids, g_products = np.unique(group[with_facts], return_counts=True)
+        order = rng.permutation(len(gids))
+        reach = np.concatenate([[0], np.cumsum(g_products[order])])
+        k = int(np.argmin(np.abs(reach - cold_share * len(with_facts))))  # nearest prefix of whole groups
+        cold = np.sort(with_facts[np.isin(group[with_facts], gids[order[:k]])])
+        is_cold = np.isin(pair_p, cold)
+        split[is_cold] = COLD
+        warm = np.flatnonzero(~is_cold)
+        wg, inv, n_pairs = np.unique(group[pair_p[warm]], return_inverse=True, return_counts=True)
+        order = rng.permutation(len(wg))
+        mid = np.cumsum(n_pairs[order]) - n_pairs[order] / 2  # the middle of each group's pairs in that order
+        total = float(len(warm))
+        lab = np.where(mid < fractions[0] * total, TRAIN,
+                       np.where(mid < (fractions[0] + fractions[1]) * total, VALID, TEST)).astype(np.int8)
+        g_split = np.empty(len(wg), np.int8)
+        g_split[order] = lab
+        split[warm] = g_split[inv.ravel()]
+        extra = {"group_by": group_by, "groups": int(len(gids))}
 
     # candidates: every value node of each attribute, then every brand
     cand_parts = [np.flatnonzero(v_attr == i) for i in range(n_attr_nodes)] + [np.arange(snap.num_nodes("brand"))]
@@ -208,7 +246,8 @@ def make_split(
     names = [str(k) for k in snap.keys("attribute")] + [BRAND]
     return FactSplit(pair_p, pair_a, indptr, v, split, cold, names, cand_indptr,
                      np.concatenate(cand_parts).astype(np.int64), value_local, snap.num_nodes("product"),
-                     {"seed": seed, "fractions": list(fractions), "cold_share": cold_share, "include_brand": include_brand})
+                     {"seed": seed, "fractions": list(fractions), "cold_share": cold_share, "include_brand": include_brand,
+                      **extra})
 
 
 def _edge_pair_split(split: FactSplit, products: np.ndarray, attributes: np.ndarray) -> np.ndarray:

@@ -207,3 +207,93 @@ def test_value_in_text_is_case_insensitive_and_word_bounded(tmp_path: Path) -> N
     by = {(s.keys("product")[sp.product[p]], sp.attribute_names[sp.attribute[p]]): bool(g) for p, g in zip(pairs, got)}
     assert by == {("1", "colour"): True, ("2", "colour"): False, ("3", "colour"): True, ("4", "colour"): False,
                   ("1", BRAND): False, ("2", BRAND): False, ("3", BRAND): False, ("4", BRAND): True}
+
+
+# -- the title-grouped split ----------------------------------------------------------------------
+def _title_key(snap: Snapshot) -> list[str]:
+    return [" ".join(str(r.get("title") or "").casefold().split()) for r in snap.nodes["product"]]
+
+
+def _splits_per_title(snap: Snapshot, sp: Any) -> dict[str, set[int]]:
+    titles = _title_key(snap)
+    out: dict[str, set[int]] = {}
+    for p, s in zip(sp.product.tolist(), sp.split.tolist()):
+        out.setdefault(titles[p], set()).add(s)
+    return out
+
+
+def _reference_split(snap: Snapshot, fractions: tuple[float, float, float], cold_share: float, seed: int) -> np.ndarray:
+    """The ungrouped split as it was before ``group_by`` existed (old splits must stay the same)."""
+    sp = make_split(snap, fractions=(1.0, 0.0, 0.0), cold_share=0.0)  # only for the pairs' order
+    rng = np.random.default_rng(seed)
+    with_facts = np.unique(sp.product)
+    n_cold = int(round(cold_share * len(with_facts)))
+    cold = np.sort(rng.choice(with_facts, size=n_cold, replace=False)) if n_cold else np.zeros(0, np.int64)
+    split = np.full(sp.num_pairs, TRAIN, np.int8)
+    is_cold = np.isin(sp.product, cold)
+    split[is_cold] = COLD
+    warm = np.flatnonzero(~is_cold)
+    perm = warm[rng.permutation(len(warm))]
+    n_train, n_valid = int(round(fractions[0] * len(warm))), int(round(fractions[1] * len(warm)))
+    split[perm[n_train: n_train + n_valid]] = VALID
+    split[perm[n_train + n_valid:]] = TEST
+    return split
+
+
+def test_default_split_is_unchanged_by_group_by(snap: Snapshot) -> None:
+    for seed, fr, cs in ((0, (0.8, 0.1, 0.1), 0.05), (3, (0.5, 0.2, 0.3), 0.2), (1, (0.9, 0.1, 0.0), 0.0)):
+        a, b = make_split(snap, seed=seed, fractions=fr, cold_share=cs), \
+            make_split(snap, seed=seed, fractions=fr, cold_share=cs, group_by=None)
+        assert np.array_equal(a.split, _reference_split(snap, fr, cs, seed))
+        assert np.array_equal(a.split, b.split) and np.array_equal(a.cold_products, b.cold_products)
+        assert "group_by" not in a.config and "group_by" not in a.summary()
+
+
+def test_title_split_keeps_title_twins_on_one_side(snap: Snapshot) -> None:
+    titles = _title_key(snap)
+    assert len(set(titles)) < len(titles)  # the fixture has twins: 60 shirts under 6 titles, 3 "tiny"
+    for seed in range(6):
+        sp = make_split(snap, seed=seed, cold_share=0.1, group_by="title")
+        assert sp.config["group_by"] == "title" and sp.config["groups"] == len({titles[p] for p in np.unique(sp.product)})
+        per_title = _splits_per_title(snap, sp)
+        assert all(len(s) == 1 for s in per_title.values()), per_title
+        # no test (or cold) product has a title twin among the training products
+        train_titles = {titles[p] for p in sp.product[sp.split == TRAIN].tolist()}
+        assert not any(titles[p] in train_titles for p in sp.product[np.isin(sp.split, [TEST, COLD])].tolist())
+        # cold products are whole groups: every product of a cold title is cold
+        cold_titles = {titles[p] for p in sp.cold_products.tolist()}
+        assert {p for p in range(snap.num_nodes("product")) if titles[p] in cold_titles} == set(sp.cold_products.tolist())
+
+
+def _twin_catalog(n: int = 1500, n_titles: int = 500, seed: int = 0) -> list[dict[str, Any]]:
+    """Products drawing their titles from a pool (groups of 1 to ~15 twins, spelled in varying case and
+    spacing), two or three facts each."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        t = int(rng.integers(n_titles // 10)) if i % 4 == 0 else int(rng.integers(n_titles))  # some larger groups
+        title = f"Item  {t} Blue" if i % 3 else f"ITEM {t} blue "
+        facts = {"colour": [["red", "blue"][t % 2]]}
+        if t % 3:
+            facts["size"] = [["s", "m"][i % 2]]
+        out.append({"key": f"p{i:05d}", "title": title, "brand": f"b{t % 7}", "category": "A > X", "facts": facts})
+    return out
+
+
+def test_title_split_is_seeded_and_respects_fractions(tmp_path: Path) -> None:
+    s = load_snapshot(write_snapshot(tmp_path / "twins", _twin_catalog()))
+    a, b, c = (make_split(s, seed=k, group_by="title") for k in (5, 5, 6))
+    assert np.array_equal(a.split, b.split) and np.array_equal(a.cold_products, b.cold_products)
+    assert not np.array_equal(a.split, c.split)
+    for sp in (a, c):
+        assert all(len(x) == 1 for x in _splits_per_title(s, sp).values())
+        warm = sp.split != COLD
+        shares = [float((sp.split[warm] == k).mean()) for k in (TRAIN, VALID, TEST)]
+        assert shares == pytest.approx([0.8, 0.1, 0.1], abs=0.03), shares
+        assert len(sp.cold_products) / len(np.unique(sp.product)) == pytest.approx(0.05, abs=0.02)
+    # the completion run's split (no test share, no cold) keeps its shape when grouped
+    d = make_split(s, seed=0, fractions=(0.9, 0.1, 0.0), cold_share=0.0, group_by="title")
+    assert not (d.split == TEST).any() and not (d.split == COLD).any()
+    assert float((d.split == VALID).mean()) == pytest.approx(0.1, abs=0.03)
+    with pytest.raises(ProtocolError, match="group_by"):
+        make_split(s, group_by="brand")
