@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,79 @@ def make_method(name: str, threads: int, gnn_options: dict[str, Any], kge_option
     raise SystemExit(f"unknown method {name!r}; valid: {', '.join(list(baselines) + list(GNN_VARIANTS))}")
 
 
+@dataclass
+class MethodResult:
+    """One method fitted on the train pairs, scored, calibrated on valid and graded (:func:`fit_and_grade`)."""
+
+    name: str
+    model: Any
+    record: dict[str, Any]  # the method's figures as bench_completion records them
+    top1: Any  # gnn.metrics.Top1 of the test pairs, calibrated confidences
+    valid: dict[str, Any] | None = None  # ranking figures of the raw scores on the valid pairs (``grade_valid``)
+
+
+def fit_and_grade(name: str, snap: Any, split: Any, *, in_text: Any, threads: int = 2, target_precision: float = 0.98,
+                  calibration: str = "isotonic", n_bins: int = 15, gnn_options: dict[str, Any] | None = None,
+                  kge_options: dict[str, Any] | None = None, grade_valid: bool = False) -> MethodResult:
+    """Fit method ``name`` on the train pairs of ``split``, score the valid, test and cold pairs, calibrate
+    on valid (temperature and isotonic; ``calibration`` is the one used), choose per-attribute abstention
+    thresholds on valid, grade test and cold (all pairs, and those whose value is not in the text:
+    ``in_text`` is bool [num_pairs], filled for the test and cold pairs)."""
+    from gnn.baselines import BASELINES, get_baseline
+    from gnn.metrics import abstention_thresholds, evaluate, get_calibrator
+    from gnn.model import GnnCompletionModel
+
+    test, valid, cold = split.pairs("test"), split.pairs("valid"), split.pairs("cold")
+    t = time.perf_counter()
+    model = make_method(name, threads, gnn_options or {}, kge_options or {}, BASELINES, get_baseline,
+                        GnnCompletionModel).fit(snap, split, on=("train",))
+    fit_s = time.perf_counter() - t
+    t = time.perf_counter()
+    s_valid, s_test, s_cold = model.score(valid), model.score(test), model.score(cold)
+    score_s = time.perf_counter() - t
+    kw = {"n_bins": n_bins, "target_precision": target_precision}
+    eces = {"none": evaluate(s_test, per_attribute=False, **kw)["ece"]}
+    cal_used = None
+    for cname in ("temperature", "isotonic"):
+        cal = get_calibrator(cname).fit(s_valid)
+        eces[cname] = evaluate(cal.transform(s_test), per_attribute=False, **kw)["ece"]
+        if cname == calibration:
+            cal_used = cal
+    c_valid, c_test, c_cold = (cal_used.transform(x) if cal_used else x for x in (s_valid, s_test, s_cold))
+    abst = abstention_thresholds(c_valid.top1(), target_precision)
+
+    def grade(raw: Any, cal: Any, mask: Any = None, per_attribute: bool = False) -> dict[str, Any]:
+        """Ranks from the raw scores (calibration keeps the order; this keeps float ties out of
+        it), top-1 probabilities (ECE, coverage, abstention) from the calibrated ones."""
+        if mask is not None:
+            raw, cal = raw.subset(mask), cal.subset(mask)
+        r, c = evaluate(raw, per_attribute=per_attribute, **kw), evaluate(cal, per_attribute=per_attribute, **kw)
+        cov = f"coverage@{target_precision:g}"
+        out = {**r, "ece": c["ece"], cov: c[cov], "abstention": abst.apply(cal.top1())}
+        if per_attribute:
+            out["per_attribute"] = {a: {**v, "ece": c["per_attribute"][a]["ece"], cov: c["per_attribute"][a][cov]}
+                                    for a, v in r["per_attribute"].items()}
+        return out
+
+    m_test = grade(s_test, c_test, per_attribute=True)
+    m_text = grade(s_test, c_test, ~in_text)
+    m_cold = grade(s_cold, c_cold)
+    m_cold_text = grade(s_cold, c_cold, ~in_text)
+    record = {
+        "config": model.config(), "fit_seconds": round(fit_s, 2), "score_seconds": round(score_s, 2),
+        "epochs_run": getattr(model, "epochs_run", None), "best_epoch": getattr(model, "best_epoch", None),
+        "valid_curve": [h.get("valid_hits@1") for h in getattr(model, "history", []) if "valid_hits@1" in h],
+        "test": {k: v for k, v in m_test.items() if k != "per_attribute"}, "test_value_not_in_text": m_text,
+        "cold": m_cold, "cold_value_not_in_text": m_cold_text,
+        "ece_by_calibration": eces,
+        "temperature": getattr(cal_used, "temperature", None) if calibration == "temperature" else None,
+        "abstention_thresholds": {split.attribute_names[a]: v for a, v in sorted(abst.thresholds.items())},
+        "per_attribute": m_test["per_attribute"],
+    }
+    v = evaluate(s_valid, per_attribute=False, **kw) if grade_valid else None
+    return MethodResult(name, model, record, c_test.top1(), v)
+
+
 def run(*, snapshot: Path, baselines: list[str], seed: int = 0, cold_share: float = 0.05,
         target_precision: float = 0.98, calibration: str = "isotonic", n_bins: int = 15,
         out_dir: Path | None = None, results: Path | None = None, threads: int = 2,
@@ -88,9 +162,7 @@ def run(*, snapshot: Path, baselines: list[str], seed: int = 0, cold_share: floa
     import psutil
     from threadpoolctl import threadpool_limits
 
-    from gnn.baselines import BASELINES, get_baseline
-    from gnn.model import GnnCompletionModel
-    from gnn.metrics import Top1, abstention_thresholds, evaluate, get_calibrator, plot_reliability
+    from gnn.metrics import plot_reliability
     from gnn.protocol import applicable_attributes, make_split, product_texts, value_in_text
     from gnn.snapshot import load_snapshot
 
@@ -122,55 +194,11 @@ def run(*, snapshot: Path, baselines: list[str], seed: int = 0, cold_share: floa
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     top1s: dict[str, Any] = {}  # per method: the test pairs' top-1 choice, calibrated confidence, correctness
     for name in baselines:
-        t = time.perf_counter()
-        model = make_method(name, threads, gnn_options or {}, kge_options or {}, BASELINES, get_baseline,
-                            GnnCompletionModel).fit(snap, split, on=("train",))
-        fit_s = time.perf_counter() - t
-        t = time.perf_counter()
-        s_valid, s_test, s_cold = model.score(valid), model.score(test), model.score(cold)
-        score_s = time.perf_counter() - t
-        kw = {"n_bins": n_bins, "target_precision": target_precision}
-        eces = {"none": evaluate(s_test, per_attribute=False, **kw)["ece"]}
-        cal_used = None
-        for cname in ("temperature", "isotonic"):
-            cal = get_calibrator(cname).fit(s_valid)
-            eces[cname] = evaluate(cal.transform(s_test), per_attribute=False, **kw)["ece"]
-            if cname == calibration:
-                cal_used = cal
-        c_valid, c_test, c_cold = (cal_used.transform(x) if cal_used else x for x in (s_valid, s_test, s_cold))
-        abst = abstention_thresholds(c_valid.top1(), target_precision)
-
-        def grade(raw: Any, cal: Any, mask: Any = None, per_attribute: bool = False) -> dict[str, Any]:
-            """Ranks from the raw scores (calibration keeps the order; this keeps float ties out of
-            it), top-1 probabilities (ECE, coverage, abstention) from the calibrated ones."""
-            if mask is not None:
-                raw, cal = raw.subset(mask), cal.subset(mask)
-            r, c = evaluate(raw, per_attribute=per_attribute, **kw), evaluate(cal, per_attribute=per_attribute, **kw)
-            cov = f"coverage@{target_precision:g}"
-            out = {**r, "ece": c["ece"], cov: c[cov], "abstention": abst.apply(cal.top1())}
-            if per_attribute:
-                out["per_attribute"] = {a: {**v, "ece": c["per_attribute"][a]["ece"], cov: c["per_attribute"][a][cov]}
-                                        for a, v in r["per_attribute"].items()}
-            return out
-
-        m_test = grade(s_test, c_test, per_attribute=True)
-        m_text = grade(s_test, c_test, ~in_text)
-        m_cold = grade(s_cold, c_cold)
-        m_cold_text = grade(s_cold, c_cold, ~in_text)
-        t1: Top1 = c_test.top1()
-        curves[name] = (t1.confidence, t1.correct)
-        top1s[name] = t1
-        rec["methods"][name] = {
-            "config": model.config(), "fit_seconds": round(fit_s, 2), "score_seconds": round(score_s, 2),
-            "epochs_run": getattr(model, "epochs_run", None), "best_epoch": getattr(model, "best_epoch", None),
-            "valid_curve": [h.get("valid_hits@1") for h in getattr(model, "history", []) if "valid_hits@1" in h],
-            "test": {k: v for k, v in m_test.items() if k != "per_attribute"}, "test_value_not_in_text": m_text,
-            "cold": m_cold, "cold_value_not_in_text": m_cold_text,
-            "ece_by_calibration": eces,
-            "temperature": getattr(cal_used, "temperature", None) if calibration == "temperature" else None,
-            "abstention_thresholds": {split.attribute_names[a]: v for a, v in sorted(abst.thresholds.items())},
-            "per_attribute": m_test["per_attribute"],
-        }
+        res = fit_and_grade(name, snap, split, in_text=in_text, threads=threads, target_precision=target_precision,
+                            calibration=calibration, n_bins=n_bins, gnn_options=gnn_options, kge_options=kge_options)
+        curves[name] = (res.top1.confidence, res.top1.correct)
+        top1s[name] = res.top1
+        rec["methods"][name] = res.record
     rec["peak_rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)
     rec["seconds"] = round(time.perf_counter() - t0, 1)
 
