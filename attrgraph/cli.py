@@ -232,8 +232,11 @@ def snapshot(out: str | None) -> None:
 @cli.command()
 @click.option("--snapshot", "snap_dir", type=click.Path(file_okay=False), default=None,
               help="snapshot directory (default $ATTRGRAPH_HOME/snapshots/current)")
-@click.option("--encoder", default="minilm", show_default=True, help="text encoder: minilm | char-svd")
-@click.option("--model-path", default=None, help="a local Hugging Face model directory for --encoder minilm")
+@click.option("--encoder", default="minilm", show_default=True,
+              help="text encoder: minilm (transformer) | static (distilled from the transformer once, "
+                   "much faster) | char-svd")
+@click.option("--model-path", default=None,
+              help="a local Hugging Face model directory for --encoder minilm or static (static distils it once)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
 @click.option("--kge-model", default="TransE", show_default=True, help="any PyKEEN model name (TransE, RotatE, ComplEx, ...)")
 @click.option("--kge-dim", type=int, default=64, show_default=True)
@@ -254,7 +257,7 @@ def features(snap_dir: str | None, encoder: str, model_path: str | None, threads
     snap = load_snapshot(snap_dir or default_snapshot_dir())
     if not no_text:
         kw: dict = {}
-        if encoder == "minilm":
+        if encoder in ("minilm", "static"):  # static: threads for its one-off distillation
             kw = {"model_path": model_path, "threads": threads}
         prog = _Progress("encode texts")
         try:

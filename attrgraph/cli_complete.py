@@ -73,7 +73,7 @@ def print_top(res: CompletionResult, n: int = 5) -> None:
 @click.option("--model-policy", type=click.Choice(["auto", "reuse", "retrain"]), default=None,
               help="reuse the saved model while few facts are new (auto), always reuse, or retrain")
 @click.option("--rules", "rules", multiple=True, help="rule files or shipped names (repeatable), e.g. --rules myntra")
-@click.option("--encoder", default=None, help="text encoder for the gnn: minilm | char-svd")
+@click.option("--encoder", default=None, help="text encoder for the gnn: minilm | static | char-svd")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--work-dir", default=None, help="runs, model, snapshot and state (default $ATTRGRAPH_HOME/completion/<graph>)")
 @click.option("--full", is_flag=True, help="ignore the incremental state: score every product")

@@ -73,7 +73,7 @@ def _ensure_text_features(snap: Any, encoder: str, say: Any) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="where to save the model (default $ATTRGRAPH_HOME/models/current)")
 @click.option("--encoder", default="minilm", show_default=True,
-              help="text encoder used when the snapshot has no text features yet: minilm | char-svd")
+              help="text encoder used when the snapshot has no text features yet: minilm | static | char-svd")
 @click.option("--valid-share", type=float, default=0.1, show_default=True, help="held-out facts for calibration")
 @click.option("--calibration", type=click.Choice(["none", "temperature", "isotonic"]), default="isotonic", show_default=True)
 @click.option("--target-precision", type=float, default=0.98, show_default=True,

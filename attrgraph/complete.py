@@ -91,7 +91,7 @@ class CompletionConfig:
     threads: int | None = None  # torch threads (None: leave as is)
     # text features (for models that read them: gnn)
     text_features: str = "auto"  # auto | always | never
-    encoder: str = "minilm"  # minilm | char-svd
+    encoder: str = "minilm"  # minilm | static | char-svd
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
     # prediction and validation
     top_k: int = 5

