@@ -1,0 +1,138 @@
+"""Tables of the cross-catalog benchmark from its recorded runs (bench/results/catalogs.jsonl).
+
+    python bench/catalogs_table.py [--results bench/results/catalogs.jsonl] [--run -1] [--include-subsets]
+                                   [--write-readme]
+
+Prints the catalogs table and the methods table of one recorded run: by default the latest run over
+all products (``max_products`` null); ``--include-subsets`` also considers runs on the first N rows;
+``--run K`` picks the K-th of the eligible runs (Python indexing). ``--write-readme`` puts both tables
+into README.md between the markers ``<!-- catalogs-table:begin -->`` and ``<!-- catalogs-table:end -->``,
+so README figures always come from a recorded run, never typed. ``bench/bench_catalogs.py`` renders
+its report with the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "catalogs.jsonl"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- catalogs-table:begin -->", "<!-- catalogs-table:end -->"
+
+
+def _n(x: Any, nd: int = 3) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}" if abs(x) < 100 or nd == 0 else f"{x:,.0f}"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return str(x)
+
+
+def _s(x: Any) -> str:
+    """Seconds: one decimal below 100, none above."""
+    if x is None:
+        return "—"
+    return f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+                     + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def table_markdown(record: dict[str, Any]) -> str:
+    """One row per catalog x split x method: valid H@1, test H@1, ¬text H@1, MRR, ECE, applicable share,
+    fit s, predict s, peak RSS."""
+    header = ["catalog", "split", "method", "valid H@1", "test H@1", "¬text H@1", "MRR", "ECE", "applicable",
+              "fit s", "predict s", "peak RSS MB"]
+    rows = []
+    for r in record["rows"]:
+        if "error" in r:
+            rows.append([r["catalog"], r["split"], r["method"], f"failed: {r['error'][:80]}"] + ["—"] * 8)
+            continue
+        rows.append([r["catalog"], r["split"], r["method"], _n(r.get("valid_hits@1")), _n(r.get("test_hits@1")),
+                     _n(r.get("test_not_in_text_hits@1")), _n(r.get("test_mrr")), _n(r.get("test_ece")),
+                     _n(r.get("applicable_share")), _s(r.get("fit_seconds")), _s(r.get("predict_seconds")),
+                     _n(r.get("peak_rss_mb"), 0)])
+    return _table(header, rows)
+
+
+def catalogs_markdown(record: dict[str, Any]) -> str:
+    """One row per catalog x split: sizes, the split's pairs, title twins, literal values (whole words, and
+    as plain substrings) and values never seen in training among the test pairs; the catalog's ingest
+    and text-feature seconds on its first row."""
+    header = ["catalog", "split", "products", "attributes", "values", "brands", "categories",
+              "train / valid / test pairs", "cold products", "test: title twin in train",
+              "test: value in text (as substring)", "test: value unseen in train", "ingest s", "features s (texts encoded)"]
+    rows = []
+    for name, c in record["catalogs"].items():
+        k = c.get("counts", {})
+        for i, (sname, s) in enumerate(c.get("splits", {}).items()):
+            sm = s["summary"]
+            feats = c.get("features") or {}
+            rows.append([name if i == 0 else "", sname, _n(k.get("product")), _n(k.get("attribute")), _n(k.get("value")),
+                         _n(k.get("brand")), _n(k.get("category")),
+                         f"{_n(sm['train_pairs'])} / {_n(sm['valid_pairs'])} / {_n(sm['test_pairs'])}",
+                         _n(sm["cold_products"]), _n(s.get("test_pairs_with_title_twin_in_train")),
+                         f"{_n(s.get('test_value_in_text'))} ({_n(s.get('test_value_substring_of_text'))})",
+                         _n(s.get("test_value_unseen_in_train")),
+                         _s(c["ingest"]["seconds"]) if i == 0 else "",
+                         (f"{_s(feats.get('seconds'))} ({_n(feats.get('encoded'))})" if feats else "—") if i == 0 else ""])
+    return _table(header, rows)
+
+
+def load_runs(path: Path = RESULTS, *, include_subsets: bool = False) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise SystemExit(f"{path}: no recorded runs; run bench/bench_catalogs.py first")
+    runs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in runs if include_subsets or r["settings"].get("max_products") is None]
+
+
+def render(record: dict[str, Any]) -> str:
+    st = record["settings"]
+    size = "all products" if st.get("max_products") is None else f"first {st['max_products']} rows"
+    return (f"Recorded {record['when']} (commit {record['commit']}; {size}; seed {st['seed']}; encoder "
+            f"{st.get('encoder') or '—'} ({st.get('text_cache', 'default')} text cache); {st['threads']} threads; {record['seconds']:,.0f} s in all, max RSS "
+            f"{record['max_rss_mb']:,.0f} MB), rendered by `bench/catalogs_table.py` from "
+            f"`bench/results/catalogs.jsonl`:\n\n{catalogs_markdown(record)}\n\n{table_markdown(record)}")
+
+
+def write_readme(text: str, readme: Path = README) -> None:
+    doc = readme.read_text(encoding="utf-8")
+    if doc.count(BEGIN) != 1 or doc.count(END) != 1 or doc.index(BEGIN) > doc.index(END):
+        raise SystemExit(f"{readme}: needs one {BEGIN} ... {END} block")
+    head, rest = doc.split(BEGIN)
+    _, tail = rest.split(END)
+    readme.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}", encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--run", type=int, default=-1, help="which eligible run (Python index; default the latest)")
+    ap.add_argument("--include-subsets", action="store_true", help="runs on the first N rows are eligible too")
+    ap.add_argument("--write-readme", action="store_true", help="replace the README's catalogs-table block")
+    args = ap.parse_args()
+    runs = load_runs(args.results, include_subsets=args.include_subsets)
+    if not runs:
+        sys.exit(f"{args.results}: no eligible run (runs on a subset need --include-subsets)")
+    try:
+        rec = runs[args.run]
+    except IndexError:
+        sys.exit(f"--run {args.run}: there are {len(runs)} eligible runs")
+    text = render(rec)
+    print(text)
+    if args.write_readme:
+        write_readme(text)
+        print(f"\nwritten into {README}")
+
+
+if __name__ == "__main__":
+    main()
