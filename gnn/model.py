@@ -86,6 +86,9 @@ class GnnConfig:
     prior_top_k: int = 1500  # weights kept per class of the prior's classifiers, at least
     prior_budget: int = 4_000_000  # weights kept per classifier (attribute), shared by its classes
     prior_refit: bool = True  # the prior's classifiers refitted on all training facts score unseen facts (gnn.prior)
+    prior_max_classes: int = 200  # an attribute with more values gets a class-centroid prior (cost: facts, not facts x classes)
+    select_by_valid: bool = True  # per attribute, the prior alone replaces the model where it ranks the valid pairs better
+    prior_share: float = 0.5  # of max_seconds: no logistic regression of the prior starts later (centroids instead)
     description_chars: int = 300
     properties: bool = True  # the mapping's product properties as tokens beside the TF-IDF n-grams (gnn.properties)
     property_weight: float = 1.0  # scale of the property block (its rows are L2-normalised, like the TF-IDF rows)
@@ -108,7 +111,8 @@ class GnnConfig:
     num_neighbors: tuple[int, ...] = (30, 10)
     seed: int = 0
     threads: int = 2
-    max_seconds: float = 540.0  # training stops (keeping the best state) after this long
+    max_seconds: float = 240.0  # the whole fit (inputs, prior, epochs) stops after this long, checked between
+    # mini-batches (the best state on validation is kept)
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -118,6 +122,9 @@ class GnnConfig:
             raise ModelError(f"bad sizes: hidden={self.hidden} (>= 4), layers={self.layers} (>= 0), dropout={self.dropout} ([0, 1))")
         if not 0 < self.supervision_share < 1:
             raise ModelError(f"supervision_share must be in (0, 1), got {self.supervision_share}")
+        if not 0 < self.prior_share <= 1 or self.prior_max_classes < 2 or self.max_seconds <= 0:
+            raise ModelError(f"prior_share must be in (0, 1] (got {self.prior_share}), prior_max_classes >= 2 "
+                             f"(got {self.prior_max_classes}), max_seconds > 0 (got {self.max_seconds})")
         if not 0 <= self.product_drop < 1:
             raise ModelError(f"product_drop must be in [0, 1), got {self.product_drop}")
         if self.epochs < 1 or self.eval_every < 1 or self.patience < 1:
@@ -445,8 +452,9 @@ class GnnCompletionModel(Baseline):
 
                 t_prior = time.perf_counter()
                 self.prior = TextPrior(top_k=cfg.prior_top_k, budget=cfg.prior_budget, n_jobs=max(1, cfg.threads),
-                                       seed=cfg.seed, refit=cfg.prior_refit).fit(
-                    rt["tfidf_csr"], split, _fit_pairs(split, on), rt["folds"])
+                                       seed=cfg.seed, refit=cfg.prior_refit, max_lr_classes=cfg.prior_max_classes).fit(
+                    rt["tfidf_csr"], split, _fit_pairs(split, on), rt["folds"],
+                    deadline=t_start + cfg.prior_share * cfg.max_seconds)
                 self.prior_seconds = time.perf_counter() - t_prior
                 if cfg.verbose:
                     print({"text_prior_seconds": round(self.prior_seconds, 1)}, flush=True)
@@ -466,6 +474,9 @@ class GnnCompletionModel(Baseline):
             best, best_state, bad, ep = -1.0, None, 0, 0
             self.history = []
             products_with_fit = np.unique(split.product[fit_pairs])
+            deadline = t_start + cfg.max_seconds
+            eval_s = 0.02 * cfg.max_seconds  # reserved for the validation pass after the last batch (then measured)
+            self.stopped_by_time = False
             for ep in range(cfg.epochs):
                 self.net.train()
                 sup = np.zeros(split.num_pairs, bool)
@@ -476,7 +487,9 @@ class GnnCompletionModel(Baseline):
                 msg = in_fit & ~sup
                 g = self._graph(msg[pof])
                 if cfg.batch_size > 0:
-                    loss_value = self._minibatch_epoch(g, np.flatnonzero(sup), opt, params, rng)
+                    loss_value, done = self._minibatch_epoch(g, np.flatnonzero(sup), opt, params, rng,
+                                                             stop_at=deadline - eval_s, min_batches=0 if ep else 1)
+                    self.stopped_by_time = done < 1.0
                 else:
                     opt.zero_grad()
                     x = self.net(rt["inp"], g)
@@ -486,8 +499,13 @@ class GnnCompletionModel(Baseline):
                     opt.step()
                     loss_value = float(loss.detach())
                 rec = {"epoch": ep, "loss": loss_value, "seconds": round(time.perf_counter() - t_start, 1)}
-                if len(valid) and (ep % cfg.eval_every == cfg.eval_every - 1 or ep == cfg.epochs - 1):
+                if self.stopped_by_time:
+                    rec["partial"] = True  # the time budget ended this epoch between two mini-batches
+                if len(valid) and (ep % cfg.eval_every == cfg.eval_every - 1 or ep == cfg.epochs - 1
+                                   or self.stopped_by_time):
+                    t_eval = time.perf_counter()
                     acc = self._valid_accuracy(valid, valid_graph)
+                    eval_s = time.perf_counter() - t_eval
                     rec["valid_hits@1"] = acc
                     if acc > best + 1e-5:
                         best, bad, self.best_epoch = acc, 0, ep
@@ -498,7 +516,8 @@ class GnnCompletionModel(Baseline):
                 self.history.append(rec)
                 if cfg.verbose:
                     print(rec, flush=True)
-                if bad >= cfg.patience or time.perf_counter() - t_start > cfg.max_seconds:
+                if bad >= cfg.patience or self.stopped_by_time or time.perf_counter() > deadline - eval_s:
+                    self.stopped_by_time = self.stopped_by_time or bad < cfg.patience
                     break
             if best_state is not None:
                 self.net.load_state_dict(best_state[0])
@@ -507,6 +526,10 @@ class GnnCompletionModel(Baseline):
             self.epochs_run = ep + 1
             self.net.eval()
             self._cache: dict[Any, Any] = {}
+            self.prior_only: set[int] = set()
+            self.selection: dict[str, Any] = {}
+            if cfg.text_prior and cfg.select_by_valid and len(valid):
+                self._select_by_valid(valid, valid_graph)
         finally:
             torch.set_num_threads(prev_threads)
         self.fit_seconds = time.perf_counter() - t_start
@@ -562,8 +585,11 @@ class GnnCompletionModel(Baseline):
 
     # -- mini-batches (neighbour sampling in pure torch) ------------------------------------------------
     def _minibatch_epoch(self, graph: dict[tuple[str, str, str], Any], sup_pairs: np.ndarray, opt: Any,
-                         params: list[Any], rng: np.random.Generator) -> float:
-        """One pass over the supervision pairs in batches of ``batch_size`` products.
+                         params: list[Any], rng: np.random.Generator, *, stop_at: float = float("inf"),
+                         min_batches: int = 0) -> tuple[float, float]:
+        """One pass over the supervision pairs in batches of ``batch_size`` products; stops early (after at
+        least ``min_batches``) once ``time.perf_counter()`` passes ``stop_at``. Returns the mean loss and
+        the share of the batches done.
 
         Each batch message-passes over a subgraph sampled around its products
         (``gnn.sampler.TorchNeighborSampler``, fan-outs ``num_neighbors`` per hop and relation);
@@ -590,7 +616,12 @@ class GnnCompletionModel(Baseline):
         order = np.argsort(sup_prod, kind="stable")
         sorted_prod = sup_prod[order]
         tot, n = 0.0, 0
-        for lo in range(0, len(prods), cfg.batch_size):
+        starts = range(0, len(prods), cfg.batch_size)
+        done = 0
+        for lo in starts:
+            if done >= min_batches and time.perf_counter() > stop_at:
+                break
+            done += 1
             chunk = np.sort(prods[lo: lo + cfg.batch_size])
             out = sampler._sample({"product": torch.as_tensor(chunk)})
             sub_inp = self._slice_inputs(out.node)
@@ -609,7 +640,7 @@ class GnnCompletionModel(Baseline):
             opt.step()
             tot += float(loss.detach()) * len(pairs)
             n += len(pairs)
-        return tot / max(n, 1)
+        return tot / max(n, 1), done / max(len(starts), 1)
 
     def _slice_inputs(self, nodes: dict[str, Any]) -> dict[str, Any]:
         """The model inputs of the nodes ``nodes[type]`` (global ids, int64), in that order."""
@@ -651,6 +682,38 @@ class GnnCompletionModel(Baseline):
                 hit[rows[tl == top[rows]]] = True
                 ok += int(hit.sum())
         return ok / max(len(pairs), 1)
+
+    def _select_by_valid(self, pairs: np.ndarray, graph: dict[tuple[str, str, str], Any]) -> None:
+        """Per attribute, keep the model or its text prior alone, whichever ranks more valid pairs first
+        (scored over the training facts only; the prior's refitted classifiers never saw a valid fact).
+        The model must never be worse than its own text part: the choice is recorded in ``selection``."""
+        torch = _torch()
+        sp = self.split
+        with torch.no_grad():
+            x = self.net(self._runtime["inp"], graph)
+            q = self.net.query(x["product"])
+            K = self._all_candidates(x)
+            attrs = sp.attribute[pairs]
+            for a in np.unique(attrs).tolist():
+                pa = pairs[attrs == a]
+                if sp.num_candidates(a) < 2:
+                    continue
+                ip, tl = sp.truth(pa)
+                c0, c1 = int(sp.cand_indptr[a]), int(sp.cand_indptr[a + 1])
+                lp = self._prior(a, sp.product[pa])
+                s = self.net.logits(q[torch.as_tensor(sp.product[pa])], a, K[c0:c1], self._cand_bias(a)) + self.net.prior_w[a] * lp
+                rows = np.repeat(np.arange(len(pa)), np.diff(ip))
+                hits = []
+                for scores in (s, lp):
+                    top = scores.argmax(1).numpy()
+                    hit = np.zeros(len(pa), bool)
+                    hit[rows[tl == top[rows]]] = True
+                    hits.append(int(hit.sum()))
+                use = "prior" if hits[1] > hits[0] else "model"
+                if use == "prior":
+                    self.prior_only.add(int(a))
+                self.selection[sp.attribute_names[a]] = {"valid_pairs": int(len(pa)), "model_hits": hits[0],
+                                                         "prior_hits": hits[1], "use": use}
 
     # -- scoring ----------------------------------------------------------------------------------
     def _embeddings(self, hidden_splits: tuple[str, ...]) -> dict[str, Any]:
@@ -698,9 +761,14 @@ class GnnCompletionModel(Baseline):
         out = np.empty((len(products), C))
         K = e["K"][int(sp.cand_indptr[attribute]): int(sp.cand_indptr[attribute + 1])]
         cb = self._cand_bias_for(attribute)
+        known = not bool(self.__dict__.get("_attr_new", np.zeros(attribute + 1, bool))[attribute])
+        prior_only = known and self._attr_row(attribute) in self.__dict__.get("prior_only", ())
         with torch.no_grad():
             for lo in range(0, len(products), 8192):
                 p = torch.as_tensor(np.asarray(products[lo: lo + 8192], dtype=np.int64))
+                if prior_only:  # chosen on validation: the text prior alone ranks this attribute better
+                    out[lo: lo + len(p)] = torch.softmax(self._prior(attribute, p.numpy()), dim=1).numpy()
+                    continue
                 s = self.net.logits(e["q"][p], self._attr_row(attribute), K, cb)
                 if self.net.prior_w is not None:
                     s = s + self.net.prior_w[self._attr_row(attribute)] * self._prior(attribute, p.numpy())
@@ -780,6 +848,7 @@ class GnnCompletionModel(Baseline):
             bias_map.append(np.array([off + old_keys[k] if k in old_keys else -1 for k in new_keys], np.int64))
             cand_map.append(np.array([old_keys.get(k, -1) for k in new_keys], np.int64))
         new._attr_map = np.where(amap >= 0, amap, 0)
+        new._attr_new = amap < 0
         new._bias_map = bias_map
         new._cand_map = cand_map
         return new

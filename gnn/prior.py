@@ -8,6 +8,14 @@ product is always scored by the classifiers that never saw it -- in training, va
 on a later snapshot alike, so the GNN learns how far to trust a prior of exactly the quality it
 will meet at prediction time.
 
+Cost grows with facts, not with attributes x products: a classifier is fitted on the products that
+have the attribute only, and a multinomial logistic regression costs (facts x classes), so an
+attribute with more than ``max_lr_classes`` values (brand on a marketplace: thousands) gets a
+class-centroid classifier instead (cosine to each value's mean TF-IDF row, one sparse product,
+scaled by ``centroid_scale``). A ``deadline`` bounds the whole fit: the costliest classifiers start
+first, and one that would start after the deadline is a centroid classifier too. Which method each
+attribute got is kept in ``methods``.
+
 Each classifier keeps its largest weights (a sparse ``[V, C]`` matrix): ``budget`` weights per
 classifier shared by its classes, at least ``top_k`` per class. An attribute with few values (season,
 gender) keeps every weight it learned; one with hundreds (brand) its strongest per class -- the
@@ -38,18 +46,25 @@ def key_folds(keys: Sequence[Any], n_folds: int = 2) -> np.ndarray:
 
 class TextPrior:
     def __init__(self, *, C: float = 20.0, max_iter: int = 30, tol: float = 1e-3, top_k: int = 1500,
-                 budget: int = 4_000_000, n_jobs: int = 2, seed: int = 0, refit: bool = True) -> None:
+                 budget: int = 4_000_000, n_jobs: int = 2, seed: int = 0, refit: bool = True,
+                 max_lr_classes: int = 200, centroid_scale: float = 10.0) -> None:
         self.C, self.max_iter, self.tol, self.top_k, self.n_jobs, self.seed = C, max_iter, tol, top_k, n_jobs, seed
         self.budget = budget
         self.refit = refit
+        self.max_lr_classes, self.centroid_scale = max_lr_classes, centroid_scale
+        self.methods: dict[int, str] = {}  # attribute -> "lr" | "centroid" | "constant" (of the refitted set)
         self.folds_dropped = False
         # models[fold][attribute] = (W csr [V, C_seen], b [C_seen], classes [C_seen] local candidate ids) | int | None;
         # models[2]: fitted on every training fact (refit), for facts no classifier saw
         self.models: list[dict[int, Any]] = [{}, {}, {}] if refit else [{}, {}]
         self.num_candidates: dict[int, int] = {}
 
-    def fit(self, X: Any, split: FactSplit, fit_pairs: np.ndarray, folds: np.ndarray) -> "TextPrior":
-        """``X`` csr [N, V] TF-IDF rows of the products; ``folds`` [N] from :func:`key_folds`."""
+    def fit(self, X: Any, split: FactSplit, fit_pairs: np.ndarray, folds: np.ndarray,
+            deadline: float | None = None) -> "TextPrior":
+        """``X`` csr [N, V] TF-IDF rows of the products; ``folds`` [N] from :func:`key_folds`; ``deadline``
+        a ``time.perf_counter()`` value after which no logistic regression starts (centroids instead)."""
+        import time
+
         from joblib import Parallel, delayed
 
         from .baselines import _fact_rows
@@ -69,20 +84,29 @@ class TextPrior:
             if self.refit:
                 jobs.append((2, a, p_all, y_all))
         jobs.sort(key=lambda j: -len(j[2]) * max(1, len(np.unique(j[3]))))
-        fitted = Parallel(n_jobs=self.n_jobs, backend="threading")(delayed(self._fit_one)(X, p, y) for _, _, p, y in jobs)
-        for (f, a, _, _), m in zip(jobs, fitted):
+
+        def one(p: np.ndarray, y: np.ndarray) -> tuple[Any, str]:
+            late = deadline is not None and time.perf_counter() > deadline
+            return self._fit_one(X, p, y, centroid=late)
+
+        fitted = Parallel(n_jobs=self.n_jobs, backend="threading")(delayed(one)(p, y) for _, _, p, y in jobs)
+        for (f, a, _, _), (m, method) in zip(jobs, fitted):
             self.models[f][a] = m
+            if f == len(self.models) - 1:
+                self.methods[a] = method
         return self
 
-    def _fit_one(self, X: Any, products: np.ndarray, y: np.ndarray) -> Any:
+    def _fit_one(self, X: Any, products: np.ndarray, y: np.ndarray, *, centroid: bool = False) -> tuple[Any, str]:
         import scipy.sparse as sps
         from sklearn.linear_model import LogisticRegression
 
         classes = np.unique(y)
         if len(classes) == 0:
-            return None
+            return None, "none"
         if len(classes) == 1:
-            return int(classes[0])
+            return int(classes[0]), "constant"
+        if centroid or len(classes) > self.max_lr_classes:
+            return self._fit_centroid(X, products, y, classes), "centroid"
         clf = LogisticRegression(solver="saga", C=self.C, max_iter=self.max_iter, tol=self.tol, random_state=self.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # saga's ConvergenceWarning at max_iter: a budget, on purpose
@@ -98,7 +122,21 @@ class TextPrior:
         W = sps.csr_matrix((np.take_along_axis(coef, keep, 1).ravel().astype(np.float32), (keep.ravel(), rows)),
                            shape=(coef.shape[1], coef.shape[0]))
         W.eliminate_zeros()  # features absent from the training rows keep a zero weight
-        return W, icpt.astype(np.float32), clf.classes_.astype(np.int64)
+        return (W, icpt.astype(np.float32), clf.classes_.astype(np.int64)), "lr"
+
+    def _fit_centroid(self, X: Any, products: np.ndarray, y: np.ndarray, classes: np.ndarray) -> Any:
+        """Cosine to each class's mean row, times ``centroid_scale``: W csr [V, C] with at most nnz(X_a) weights
+        (cost: one sparse product), intercept 0. Rows of X are L2-normalised blocks, so the score is a cosine."""
+        import scipy.sparse as sps
+
+        col = np.searchsorted(classes, y)
+        Y = sps.csr_matrix((np.ones(len(y), np.float32), (np.arange(len(y)), col)), shape=(len(y), len(classes)))
+        W = (X[products].T @ Y).tocsc().astype(np.float32)  # [V, C] sums of rows per class
+        norms = np.sqrt(np.asarray(W.multiply(W).sum(0)).ravel())
+        W = W @ sps.diags((self.centroid_scale / np.maximum(norms, 1e-12)).astype(np.float32))
+        W = W.tocsr()
+        W.eliminate_zeros()
+        return W, np.zeros(len(classes), np.float32), classes.astype(np.int64)
 
     @property
     def num_weights(self) -> int:
@@ -115,6 +153,9 @@ class TextPrior:
     def __setstate__(self, d: dict[str, Any]) -> None:
         d.setdefault("folds_dropped", False)
         d.setdefault("budget", 0)
+        d.setdefault("max_lr_classes", 10**9)
+        d.setdefault("centroid_scale", 10.0)
+        d.setdefault("methods", {})
         self.__dict__.update(d)
 
     def logp(self, attribute: int, X_rows: Any, folds: np.ndarray | None, num_candidates: int | None = None) -> np.ndarray:

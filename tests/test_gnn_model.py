@@ -330,3 +330,56 @@ def test_title_character_ngrams_read_values_inside_words(tmp_path: Path) -> None
     for bad in ((3, 2), (2,), (0, 3), ("a", "b")):
         with pytest.raises(ModelError, match="title_char_ngrams"):
             GnnConfig(title_char_ngrams=bad)
+
+
+def test_many_valued_attributes_and_late_classifiers_get_a_class_centroid_prior(snap: Snapshot, split: Any) -> None:
+    """Cost grows with facts: above ``max_lr_classes`` values (or after the deadline) no logistic regression
+    is fitted; the centroid classifier still ranks a value its products' text states."""
+    import time
+
+    from gnn.prior import TextPrior, key_folds
+
+    m = GnnCompletionModel(**{**FAST, "text_prior": False}).fit(snap, split)
+    X, folds, fit = m._runtime["tfidf_csr"], key_folds(snap.keys("product")), _fit_pairs(split, ("train",))
+    a = split.attribute_id("size")  # 3 values, decided by a title word
+    lr = TextPrior().fit(X, split, fit, folds)
+    cen = TextPrior(max_lr_classes=2).fit(X, split, fit, folds)
+    late = TextPrior().fit(X, split, fit, folds, deadline=time.perf_counter() - 1)
+    assert lr.methods[a] == "lr" and cen.methods[a] == "centroid" and late.methods[a] == "centroid"
+    W = cen.models[2][a][0]
+    assert W.nnz <= X[split.product[fit[split.attribute[fit] == a]]].nnz  # no more weights than the rows' non-zeros
+    test = split.pairs("test")
+    pa = test[split.attribute[test] == a]
+    ip, tl = split.truth(pa)
+    for prior in (lr, cen):
+        top = prior.logp(a, X[split.product[pa]], None).argmax(1)
+        assert (top == tl[ip[:-1]]).mean() >= 0.9
+    with pytest.raises(ModelError, match="prior_share"):
+        GnnConfig(prior_share=0)
+
+
+def test_the_time_budget_is_checked_between_mini_batches(snap: Snapshot, split: Any) -> None:
+    m = GnnCompletionModel(**{**FAST, "batch_size": 8, "candidate_mp": False, "epochs": 50, "patience": 50,
+                              "max_seconds": 1.0}).fit(snap, split)
+    assert m.stopped_by_time and m.epochs_run < 50
+    last = m.history[-1]
+    assert "valid_hits@1" in last  # a stop between batches still evaluates, and keeps the best state
+
+
+def test_per_attribute_choice_between_the_model_and_its_text_prior_on_valid(snap: Snapshot, split: Any) -> None:
+    m = GnnCompletionModel(**{**FAST, "text_prior": True, "epochs": 10}).fit(snap, split)
+    valid = split.pairs("valid")
+    for name in ("colour", "size"):
+        sel = m.selection[name]
+        assert sel["valid_pairs"] == int((split.attribute[valid] == split.attribute_id(name)).sum())
+        assert sel["use"] == ("prior" if sel["prior_hits"] > sel["model_hits"] else "model")
+    # colour is decided by the brand (graph only): the prior cannot beat the model there
+    assert m.selection["colour"]["use"] == "model"
+    a = split.attribute_id("size")
+    m.prior_only = {a}  # forced: the attribute is then ranked by the prior alone
+    m._cache = {}
+    X = m._runtime["tfidf_csr"][np.arange(6)]
+    p = np.exp(m.prior.logp(a, X, None))
+    np.testing.assert_allclose(m._score_attribute(a, np.arange(6)), p / p.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
+    off = GnnCompletionModel(**{**FAST, "text_prior": True, "epochs": 2, "select_by_valid": False}).fit(snap, split)
+    assert off.selection == {} and off.prior_only == set()
