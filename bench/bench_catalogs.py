@@ -227,6 +227,18 @@ def max_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def uncommitted_changes() -> list[str] | None:
+    """Tracked files that differ from the commit (the record's ``commit`` then does not say all)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                             text=True, cwd=ROOT, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sorted(line[3:] for line in out.splitlines() if line.strip())
+
+
 def _f(x: Any) -> float | None:
     return None if x is None or x != x else float(x)
 
@@ -468,6 +480,7 @@ def run(*, catalogs: Sequence[Catalog], splits: Sequence[str] = tuple(SPLITS), m
     t0 = time.perf_counter()
     record: dict[str, Any] = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
+        "uncommitted_changes": uncommitted_changes(),
         "settings": {"catalogs": [c.name for c in catalogs], "splits": list(splits), "methods": list(methods),
                      "max_products": max_products, "encoder": text.encoder if text else None,
                      "seed": seed, "cold_share": cold_share, "fractions": [0.8, 0.1, 0.1], "threads": threads,

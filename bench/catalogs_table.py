@@ -98,7 +98,9 @@ def load_runs(path: Path = RESULTS, *, include_subsets: bool = False) -> list[di
 def render(record: dict[str, Any]) -> str:
     st = record["settings"]
     size = "all products" if st.get("max_products") is None else f"first {st['max_products']} rows"
-    return (f"Recorded {record['when']} (commit {record['commit']}; {size}; seed {st['seed']}; encoder "
+    dirty = record.get("uncommitted_changes")
+    commit = record["commit"] + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else "")
+    return (f"Recorded {record['when']} (commit {commit}; {size}; seed {st['seed']}; encoder "
             f"{st.get('encoder') or '—'} ({st.get('text_cache', 'default')} text cache); {st['threads']} threads; {record['seconds']:,.0f} s in all, max RSS "
             f"{record['max_rss_mb']:,.0f} MB), rendered by `bench/catalogs_table.py` from "
             f"`bench/results/catalogs.jsonl`:\n\n{catalogs_markdown(record)}\n\n{table_markdown(record)}")
