@@ -285,3 +285,39 @@ def test_static_from_the_shipped_model(shipped_static: StaticEncoder, minilm) ->
     s, m = enc.encode(items), minilm.encode(items)
     iu = np.triu_indices(len(items), 1)
     assert np.corrcoef((s @ s.T)[iu], (m @ m.T)[iu])[0, 1] > 0.6
+
+
+def test_features_cli_with_the_static_encoder(tiny_model: Path, tmp_path: Path) -> None:
+    """`attrgraph features --encoder static --model-path DIR` end to end on a snapshot (no Neo4j): the
+    table is distilled once under $ATTRGRAPH_HOME/encoders and the whole product text is encoded."""
+    from click.testing import CliRunner
+
+    from attrgraph.cli import cli
+    from gnn.snapshot import load_snapshot
+    from tests.test_protocol import write_snapshot
+
+    long_desc = "<p>" + "soft breathable knit fabric " * 60 + "</p>"
+    snap_dir = write_snapshot(tmp_path / "snap", [
+        {"key": "p1", "title": "Red cotton t-shirt", "description": long_desc, "brand": "Nike", "category": "A > X",
+         "facts": {"colour": ["red"]}},
+        {"key": "p2", "title": "Steel water bottle", "description": "", "brand": "Milton", "category": "B > Y",
+         "facts": {"colour": ["silver"]}}])
+    env = {"ATTRGRAPH_HOME": str(tmp_path / "home")}
+
+    def run():
+        res = CliRunner().invoke(cli, ["features", "--snapshot", str(snap_dir), "--encoder", "static", "--model-path",
+                                       str(tiny_model), "--threads", "1", "--no-kge"], env=env, catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    out = run()
+    assert "static" in out
+    tables = list((tmp_path / "home" / "encoders").iterdir())
+    assert len(tables) == 1 and (tables[0] / "table.npy").exists()
+    snap = load_snapshot(snap_dir)
+    x = snap.features.get("text.product")
+    enc = get_encoder("static", model_path=str(tiny_model), cache_dir=str(tmp_path / "home" / "encoders"))
+    assert x.shape == (2, 32) and np.allclose  # the tiny model: 32 < 256 PCA dimensions(x, enc.encode(snap.texts("product")), atol=1e-6)
+    mtime = (tables[0] / "table.npy").stat().st_mtime_ns
+    run()  # a second run: the same table, every text from the cache
+    assert (tables[0] / "table.npy").stat().st_mtime_ns == mtime
