@@ -203,6 +203,15 @@ class StaticEncoder:
     no special tokens, **no length cut**) -> mean of their rows -> L2-normalised. A text with no
     known token encodes as zeros. Deterministic: a table lookup and a sparse product.
 
+    ``head_weight`` (default 0.5): the text's first sentence — for a product text (``product_text``:
+    ``"<title>. <description>"``) its title — gets that share of the vector:
+    ``normalise((1 - w) * normalise(mean(all tokens)) + w * normalise(mean(head tokens)))``, still a
+    weighted mean of token rows. A plain mean lets a long boilerplate description (wash care, ...)
+    drown the title's few decisive tokens (colour, gender); a transformer does not suffer that much.
+    On an inner split of bench_text_quality's Myntra *train* part this took attribute Hits@1 from
+    0.80 to 0.89 (minilm 0.90); 0.5 is the untuned even share. ``head_weight=0``: model2vec's plain
+    mean. A text with no ``". "`` is all head (its vector is the plain mean).
+
     Own implementation rather than the ``model2vec`` package: its ``distill`` extra requires
     ``transformers<5.4`` (this project pins 5.x) plus ``skeletoken``, and rewrites the tokenizer's JSON
     internals; the recipe itself is a few dozen lines of torch/numpy on what is installed already.
@@ -219,6 +228,7 @@ class StaticEncoder:
     cache_dir: str | None = None
     threads: int | None = None  # torch CPU threads while distilling
     batch_size: int = 512  # tokens per forward pass while distilling
+    head_weight: float = 0.5  # share of the first sentence (a product's title); 0: plain mean
     name: str = "static"
 
     def __post_init__(self) -> None:
@@ -229,12 +239,14 @@ class StaticEncoder:
             raise EncoderError(f"pca_dims must be a positive integer or None, not {self.pca_dims!r}")
         if self.sif_coefficient is not None and not 0 < self.sif_coefficient < 1:
             raise EncoderError(f"sif_coefficient must be in (0, 1) or None, not {self.sif_coefficient!r}")
+        if not 0 <= self.head_weight <= 1:
+            raise EncoderError(f"head_weight must be in [0, 1], not {self.head_weight!r}")
         self.path = path
         self._digest = _dir_digest(path)
         cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
         hidden = int(cfg.get("hidden_size") or cfg.get("dim") or cfg["d_model"])
         self.dim = min(self.pca_dims, hidden) if self.pca_dims else hidden
-        key = hashlib.sha256(self.version.encode()).hexdigest()[:16]
+        key = hashlib.sha256(self._table_id.encode()).hexdigest()[:16]  # the table does not depend on head_weight
         root = Path(self.cache_dir) if self.cache_dir else _attrgraph_home() / "encoders"
         self.table_dir = root / f"{self.name}-{key}"
         self.distilled = False  # True when this instance ran the distillation (not read from disk)
@@ -243,9 +255,13 @@ class StaticEncoder:
         self._tok = None
 
     @property
-    def version(self) -> str:
+    def _table_id(self) -> str:
         sif = "none" if self.sif_coefficient is None else f"{self.sif_coefficient:g}"
-        return f"{self._digest}-r{STATIC_RECIPE}-pca{self.pca_dims or 'none'}-sif{sif}-mean-l2"
+        return f"{self._digest}-r{STATIC_RECIPE}-pca{self.pca_dims or 'none'}-sif{sif}"
+
+    @property
+    def version(self) -> str:
+        return f"{self._table_id}-head{self.head_weight:g}-l2"
 
     # -- distillation ------------------------------------------------------------------------------
     def _tokenizer(self):
@@ -322,7 +338,7 @@ class StaticEncoder:
             table = self._distill()
             self.distill_seconds = time.perf_counter() - t0
             self.distilled = True
-            meta = {"encoder": self.name, "version": self.version, "source": str(self.path),
+            meta = {"encoder": self.name, "table": self._table_id, "source": str(self.path),
                     "source_digest": self._digest, "pca_dims": self.pca_dims, "sif_coefficient": self.sif_coefficient,
                     "recipe": STATIC_RECIPE, "shape": list(table.shape), "distill_seconds": round(self.distill_seconds, 2),
                     "sha256": hashlib.sha256(table.tobytes()).hexdigest()}
@@ -340,23 +356,36 @@ class StaticEncoder:
         return self
 
     # -- encoding ----------------------------------------------------------------------------------
-    def encode(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+    def _mean_rows(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised mean of the texts' token rows (zeros for a text without a known token)."""
         from scipy.sparse import csr_matrix
 
+        ids = self._tokenizer()(texts, add_special_tokens=False, truncation=False, verbose=False,
+                                return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        lens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter((i for x in ids for i in x), dtype=np.int64, count=int(lens.sum()))
+        indptr = np.concatenate([[0], np.cumsum(lens)])
+        counts = csr_matrix((np.ones(len(flat), np.float32), flat, indptr), shape=(len(ids), len(self._table)))
+        z = counts @ self._table  # the sum of the token rows: the mean up to its length, gone once normalised
+        n = np.linalg.norm(z, axis=1, keepdims=True)
+        return np.where(n > 0, z / np.maximum(n, 1e-12), 0.0).astype(np.float32)
+
+    def encode(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
         self.load()
-        tok = self._tokenizer()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         step = 2048
         for s in range(0, len(texts), step):
-            ids = tok(list(texts[s : s + step]), add_special_tokens=False, truncation=False, verbose=False,
-                      return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-            lens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-            flat = np.fromiter((i for x in ids for i in x), dtype=np.int64, count=int(lens.sum()))
-            indptr = np.concatenate([[0], np.cumsum(lens)])
-            counts = csr_matrix((np.ones(len(flat), np.float32), flat, indptr), shape=(len(ids), len(self._table)))
-            z = counts @ self._table / np.maximum(lens, 1)[:, None]  # mean of the token rows
-            n = np.linalg.norm(z, axis=1, keepdims=True)
-            out[s : s + len(ids)] = np.where(n > 0, z / np.maximum(n, 1e-12), 0.0)
+            part = list(texts[s : s + step])
+            z = self._mean_rows(part)
+            if self.head_weight > 0:
+                cut = [t.find(". ") for t in part]
+                has = [i for i, c in enumerate(cut) if c > 0]  # a first sentence and more after it
+                if has:
+                    head = self._mean_rows([part[i][: cut[i]] for i in has])
+                    z[has] = (1 - self.head_weight) * z[has] + self.head_weight * head
+                    n = np.linalg.norm(z, axis=1, keepdims=True)
+                    z = np.where(n > 0, z / np.maximum(n, 1e-12), 0.0)
+            out[s : s + len(part)] = z
             if progress:
                 progress(min(s + step, len(texts)), len(texts))
         return out

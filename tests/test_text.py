@@ -188,7 +188,7 @@ def test_static_distils_once_into_its_cache_directory(tiny_static: StaticEncoder
     assert d.name.startswith("static-")
     assert sorted(p.name for p in d.parent.iterdir()) == [d.name]  # nothing left of the temporary directory
     meta = json.loads((d / "meta.json").read_text())
-    assert meta["version"] == tiny_static.version and meta["shape"] == [30522, 16]
+    assert tiny_static.version.startswith(meta["table"]) and meta["shape"] == [30522, 16]
     mtime = (d / "table.npy").stat().st_mtime_ns
     v = tiny_static.encode(TITLES)
 
@@ -221,6 +221,21 @@ def test_static_reads_the_whole_text(tiny_static: StaticEncoder) -> None:
     assert len(tiny_static._tokenizer()(long, add_special_tokens=False)["input_ids"]) > 300
     a, b = tiny_static.encode([long, long + " zebra"])
     assert a @ b < 1 - 1e-5
+
+
+def test_static_gives_the_title_its_share(tiny_static: StaticEncoder, tiny_model: Path) -> None:
+    boiler = "Wash care: machine wash cold, do not bleach, line dry in shade, warm iron only. " * 8
+    texts = [product_text("Red skirt", boiler), product_text("Blue skirt", boiler), "Red skirt", "Red skirt."]
+    plain = get_encoder("static", model_path=str(tiny_model), pca_dims=16, head_weight=0.0,
+                        cache_dir=str(tiny_static.table_dir.parent))
+    assert plain.table_dir == tiny_static.table_dir and plain.version != tiny_static.version  # same table
+    p, h = plain.encode(texts), tiny_static.encode(texts)
+    # the plain mean: two titles drowned in the same boilerplate look alike; the title share tells them apart
+    assert p[0] @ p[1] > h[0] @ h[1] + 0.05
+    # h = normalise(0.5 * normalise(mean of all) + 0.5 * normalise(mean of the title))
+    z = 0.5 * p[0] + 0.5 * p[2]
+    assert np.allclose(h[0], z / np.linalg.norm(z), atol=1e-5)
+    assert np.allclose(h[2:], p[2:], atol=1e-6)  # no ". ": all head, the plain mean
 
 
 def test_static_version_follows_model_and_settings(tiny_static: StaticEncoder, tiny_model: Path,
@@ -258,6 +273,8 @@ def test_static_errors(tmp_path: Path) -> None:
         get_encoder("static", pca_dims=0, cache_dir=str(tmp_path))
     with pytest.raises(EncoderError, match="sif_coefficient"):
         get_encoder("static", sif_coefficient=2.0, cache_dir=str(tmp_path))
+    with pytest.raises(EncoderError, match="head_weight"):
+        get_encoder("static", head_weight=-0.1, cache_dir=str(tmp_path))
 
 
 @pytest.fixture(scope="module")
