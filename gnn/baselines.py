@@ -133,6 +133,13 @@ class MajorityBaseline(Baseline):
         return {"name": self.name, "alpha": self.alpha}
 
 
+# Word tokens for TF-IDF in any script: a run of letters/digits (2+ characters) as scikit-learn's default, but
+# every Han, kana or Hangul character a token of its own -- those scripts do not separate words with spaces,
+# and the default pattern would make a whole Chinese title one token (word bigrams then give character bigrams).
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+TOKEN_PATTERN = rf"(?u)[{_CJK}]|[^\W{_CJK}]{{2,}}"
+
+
 def product_text(record: dict[str, Any], description_chars: int = 300) -> str:
     """Title + the first ``description_chars`` characters of the (HTML-stripped) description."""
     desc = " ".join(_TAG.sub(" ", record.get("description") or "").split())
@@ -176,6 +183,7 @@ class TfidfBaseline(Baseline):
         self.split = split
         texts = [product_text(r, self.description_chars) for r in snap.nodes["product"]]
         self.vectorizer = TfidfVectorizer(ngram_range=self.ngram_range, min_df=self.min_df, sublinear_tf=True,
+                                          token_pattern=TOKEN_PATTERN,
                                           dtype=np.float32)
         self.X = self.vectorizer.fit_transform(texts).tocsr()
         if self.properties:

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .baselines import Baseline, _fact_rows, _fit_pairs, product_text
+from .baselines import TOKEN_PATTERN, Baseline, _fact_rows, _fit_pairs, product_text
 from .errors import GnnError, MissingExtra
 from .metrics import PairScores
 from .protocol import SPLITS, FactSplit, _value_attributes, leaf_categories
@@ -357,6 +357,7 @@ class GnnCompletionModel(Baseline):
 
             if fit_vectorizer:
                 self.vectorizer = TfidfVectorizer(ngram_range=cfg.tfidf_ngrams, min_df=cfg.tfidf_min_df, sublinear_tf=True,
+                                                  token_pattern=TOKEN_PATTERN,
                                                   max_features=cfg.tfidf_max_features, dtype=np.float32)
                 X = self.vectorizer.fit_transform(texts).tocsr()
             else:

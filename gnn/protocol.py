@@ -341,7 +341,10 @@ class Applicability:
         """bool [M]: whether ``attributes[i]`` applies to ``products[i]``."""
         c = self.product_category[np.asarray(products, dtype=np.int64)]
         a = np.asarray(attributes, dtype=np.int64)
-        return np.where(c >= 0, self.matrix[np.maximum(c, 0), a], self.global_matrix[a])
+        out = self.global_matrix[a].copy()
+        has = c >= 0  # (a catalog without categories has an empty matrix: every product takes the global row)
+        out[has] = self.matrix[c[has], a[has]]
+        return out
 
 
 def applicable_attributes(
