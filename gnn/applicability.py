@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import Applicability, FactSplit, ProtocolError, _value_attributes, leaf_categories, visible_edges
+from .protocol import (
+    Applicability, FactSplit, ProtocolError, _value_attributes, category_tree, leaf_categories, visible_edges,
+)
 from .snapshot import Snapshot
 
 
@@ -50,21 +52,6 @@ class LearnedThreshold:
                 "valid_recall": self.valid_recall, "max_share": self.max_share, "alpha": self.alpha}
 
 
-def _parents_and_order(snap: Snapshot, edges: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """parent int64 [C] (-1: a root) and the categories ordered parents before children."""
-    C = snap.num_nodes("category")
-    parent = np.full(C, -1, np.int64)
-    sc = edges.get("subcategory_of", np.zeros((2, 0), np.int64))
-    parent[sc[0]] = sc[1]
-    depth = np.zeros(C, np.int64)
-    for c in range(C):
-        x, seen = c, 0
-        while parent[x] >= 0 and seen <= C:  # `seen` stops a cyclic tree
-            x, seen = parent[x], seen + 1
-        depth[c] = seen
-    return parent, np.argsort(depth, kind="stable")
-
-
 def smoothed_shares(snap: Snapshot, split: FactSplit, edges: dict[str, np.ndarray], *, alpha: float = 5.0
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Per category and attribute, the smoothed probability that a product there has the attribute.
@@ -74,7 +61,8 @@ def smoothed_shares(snap: Snapshot, split: FactSplit, edges: dict[str, np.ndarra
     Counted from ``edges`` (the facts a caller may see), each product at its leaf and every ancestor.
     """
     A, C, N = split.num_attributes, snap.num_nodes("category"), snap.num_nodes("product")
-    parent, order = _parents_and_order(snap, edges)
+    parent, depth = category_tree(snap, edges)
+    order = np.argsort(depth, kind="stable")  # parents before children
     pcat = leaf_categories(snap, edges)
     v_attr = _value_attributes(snap)
     hv = edges["has_value"]

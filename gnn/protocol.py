@@ -288,10 +288,10 @@ def visible_edges(snap: Snapshot, split: FactSplit, *, keep: Iterable[str] = ("t
     return out
 
 
-def leaf_categories(snap: Snapshot, edges: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """int64 [num_products]: each product's leaf category (its deepest ``in_category`` target; -1: none)."""
+def category_tree(snap: Snapshot, edges: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The category tree of ``edges``: parent int64 [C] (-1: a root) and depth int64 [C] (0: a root)."""
     edges = snap.edges if edges is None else edges
-    C, N = snap.num_nodes("category"), snap.num_nodes("product")
+    C = snap.num_nodes("category")
     parent = np.full(C, -1, np.int64)
     sc = edges.get("subcategory_of", np.zeros((2, 0), np.int64))
     parent[sc[0]] = sc[1]
@@ -301,6 +301,14 @@ def leaf_categories(snap: Snapshot, edges: dict[str, np.ndarray] | None = None) 
         while parent[x] >= 0 and seen <= C:  # `seen` stops a cyclic tree
             x, seen = parent[x], seen + 1
         depth[c] = seen
+    return parent, depth
+
+
+def leaf_categories(snap: Snapshot, edges: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """int64 [num_products]: each product's leaf category (its deepest ``in_category`` target; -1: none)."""
+    edges = snap.edges if edges is None else edges
+    N = snap.num_nodes("product")
+    _, depth = category_tree(snap, edges)
     ic = edges["in_category"]
     pcat = np.full(N, -1, np.int64)
     if ic.shape[1]:
