@@ -595,6 +595,9 @@ def main() -> None:
                     help="encode into a new text-embedding cache (cold feature times) instead of $ATTRGRAPH_HOME/cache")
     ap.add_argument("--heap-mb", type=int, default=2048)
     ap.add_argument("--pagecache-mb", type=int, default=1024)
+    ap.add_argument("--work-dir", type=Path, default=None,
+                    help="keep each catalog's snapshot (and text features) under this directory (default: a temporary "
+                         "directory, removed at the end)")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     names = [c for c in args.catalogs.split(",") if c]
@@ -607,7 +610,8 @@ def main() -> None:
     run(catalogs=[CATALOGS[c] for c in names], splits=[s for s in args.splits.split(",") if s],
         methods=[m for m in args.methods.split(",") if m], max_products=args.max_products, encoder=args.encoder,
         seed=args.seed, threads=args.threads, gnn_options=opts, out_dir=args.out, results=args.results,
-        heap_mb=args.heap_mb, pagecache_mb=args.pagecache_mb, fresh_text_cache=args.fresh_text_cache)
+        heap_mb=args.heap_mb, pagecache_mb=args.pagecache_mb, fresh_text_cache=args.fresh_text_cache,
+        work_dir=args.work_dir)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,8 @@ class GnnConfig:
     select_by_valid: bool = True  # per attribute, the prior alone replaces the model where it ranks the valid pairs better
     prior_share: float = 0.5  # of max_seconds: no logistic regression of the prior starts later (centroids instead)
     description_chars: int = 300
+    mentions: bool = True  # a candidate whose name the product's text contains gets mention_w[attribute] added
+    # to its score (gnn.mentions; weight learned per attribute)
     properties: bool = True  # the mapping's product properties as tokens beside the TF-IDF n-grams (gnn.properties)
     property_weight: float = 1.0  # scale of the property block (its rows are L2-normalised, like the TF-IDF rows)
     text_feature: str | None = "text"  # feature-store prefix (text.<type>), None: no text embeddings
@@ -105,6 +107,13 @@ class GnnConfig:
     supervision_share: float = 0.3  # of the training pairs, per epoch: predicted, not in the graph
     product_drop: float = 0.05  # of the products, per epoch: every fact hidden (cold-start practice)
     label_smoothing: float = 0.0
+    multi_value_loss: str = "per_value"  # a pair with several true values: "per_value" -- each value is a target
+    # of its own (-log p(v) per value, the mean over values; every true value ranked above the false ones,
+    # as the protocol's filtered ranks grade it); "mass" -- -log of the summed probability of the true values
+    # (one of them on top suffices), averaged over pairs
+    loss_pad: int = 32  # attributes with at most this many candidates share one padded (vectorised) loss step;
+    # larger ones get a step each (0: every attribute its own step). Same loss, far fewer Python steps
+    # on a catalog with thousands of small attributes.
     patience: int = 4  # evaluations without validation improvement before stopping
     eval_every: int = 1
     batch_size: int = 512  # supervision products per mini-batch (neighbour sampling); 0: full batch
@@ -118,6 +127,8 @@ class GnnConfig:
     def __post_init__(self) -> None:
         if self.conv not in CONVS:
             raise ModelError(f"unknown conv {self.conv!r}; valid: {', '.join(CONVS)}")
+        if self.multi_value_loss not in ("per_value", "mass"):
+            raise ModelError(f"unknown multi_value_loss {self.multi_value_loss!r}; valid: per_value, mass")
         if self.hidden < 4 or self.layers < 0 or not 0 <= self.dropout < 1:
             raise ModelError(f"bad sizes: hidden={self.hidden} (>= 4), layers={self.layers} (>= 0), dropout={self.dropout} ([0, 1))")
         if not 0 < self.supervision_share < 1:
@@ -152,6 +163,14 @@ class GnnConfig:
 
 
 # -- the network ------------------------------------------------------------------------------------------
+def _fact_hits(scores: np.ndarray, indptr: np.ndarray, local: np.ndarray) -> int:
+    """True values ranked first (filtered ranks, as ``gnn.metrics.evaluate`` grades Hits@1): each true
+    value above every false candidate of its pair (a tie is not a hit)."""
+    from .metrics import filtered_ranks
+
+    return int((filtered_ranks(scores, indptr, local) <= 1.0).sum())
+
+
 def _relations(edge_types: dict[str, tuple[str, str]]) -> list[tuple[str, str, str]]:
     out = []
     for rel, (s, d) in sorted(edge_types.items()):
@@ -222,6 +241,7 @@ def _build_net(cfg: GnnConfig, dims: dict[str, Any], rels: list[tuple[str, str, 
             nn.init.ones_(self.rel.weight)
             self.scale = nn.Parameter(torch.tensor(math.sqrt(H)))
             self.prior_w = nn.Parameter(torch.ones(dims["num_attributes"])) if cfg.text_prior else None
+            self.mention_w = nn.Parameter(torch.ones(dims["num_attributes"])) if cfg.mentions else None
 
         def encode_inputs(self, inp: dict[str, Any], types: Sequence[str] = NODE_TYPES) -> dict[str, Any]:
             x = {}
@@ -394,6 +414,11 @@ class GnnCompletionModel(Baseline):
                             torch.as_tensor(X.data.astype(np.float32)))
             dims["tfidf"] = X.shape[1]
         rt["inp"], rt["dims"] = inp, dims
+        if cfg.mentions:
+            from .mentions import candidate_forms, mention_matrix
+
+            rt["mention"] = mention_matrix([product_text(r, cfg.description_chars) for r in snap.nodes["product"]],
+                                           candidate_forms(snap, split))
         if cfg.text_prior:
             from .prior import key_folds
 
@@ -467,6 +492,12 @@ class GnnCompletionModel(Baseline):
             opt = _Optimizers(torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
                               torch.optim.SparseAdam(sparse, lr=cfg.lr) if sparse else None)
             fit_pairs = _fit_pairs(split, on)
+            if self.net.mention_w is not None:
+                with torch.no_grad():
+                    self.net.mention_w.copy_(torch.as_tensor(self._mention_log_odds(fit_pairs)))
+            rt["prior_pad_pairs"] = np.zeros(split.num_pairs, bool)
+            rt["prior_pad_pairs"][fit_pairs] = True
+            rt.pop("prior_pad", None)
             pof = rt["pair_of_fact"]
             in_fit = np.zeros(split.num_pairs, bool)
             in_fit[fit_pairs] = True
@@ -537,43 +568,182 @@ class GnnCompletionModel(Baseline):
         return self
 
     def _loss(self, x: dict[str, Any], pairs: np.ndarray, product_pos: np.ndarray | None = None, K: Any = None) -> Any:
-        """Mean over pairs of -log(probability mass on the pair's true values).
+        """-log p(true value), averaged over the true values of ``pairs`` (``multi_value_loss="per_value"``),
+        or -log(probability mass on a pair's true values) averaged over pairs (``"mass"``).
 
         Products, their query vectors and the candidates are gathered once (one index op each:
-        per-attribute gathers would each allocate a full-size gradient in the backward pass)."""
+        per-attribute gathers would each allocate a full-size gradient in the backward pass).
+        Pairs of attributes with at most ``loss_pad`` candidates are scored together over padded
+        candidate lists (:meth:`_padded_loss`); the others one attribute at a time."""
         torch = _torch()
         sp = self.split
         pairs = pairs[np.argsort(sp.attribute[pairs], kind="stable")]
-        pairs = pairs[[sp.num_candidates(int(a)) >= 2 for a in sp.attribute[pairs]]] if len(pairs) else pairs
+        n_cand = np.diff(sp.cand_indptr)
+        pairs = pairs[n_cand[sp.attribute[pairs]] >= 2] if len(pairs) else pairs
         if len(pairs) == 0:
             return x["product"].new_zeros((), requires_grad=True)
-        prows = sp.product[pairs] if product_pos is None else product_pos[sp.product[pairs]]
-        q = self.net.query(x["product"][torch.as_tensor(prows)])
+        per_value = self.cfg.multi_value_loss == "per_value"
+        n_all = int((sp.indptr[pairs + 1] - sp.indptr[pairs]).sum()) if per_value else len(pairs)
+        prows_all = sp.product[pairs] if product_pos is None else product_pos[sp.product[pairs]]
         K = self._all_candidates(x) if K is None else K
+        total = x["product"].new_zeros(())
+        pad = int(self.cfg.loss_pad)
+        small = n_cand[sp.attribute[pairs]] <= pad if pad >= 2 else np.zeros(n_all, bool)
+        if small.all():
+            return self._padded_loss(x["product"], prows_all, pairs, K, pad) / n_all
+        if small.any():
+            prows_all = prows_all[~small]
+            total = self._padded_loss(x["product"], sp.product[pairs[small]] if product_pos is None
+                                      else product_pos[sp.product[pairs[small]]], pairs[small], K, pad)
+            pairs = pairs[~small]
+        q = self.net.query(x["product"][torch.as_tensor(prows_all)])
         attrs = sp.attribute[pairs]
         bounds = np.flatnonzero(np.concatenate([[True], attrs[1:] != attrs[:-1], [True]]))
         # torch.split, not slicing: a slice's backward allocates a full-size gradient per slice
         q_parts = torch.split(q, np.diff(bounds).tolist())
         K_parts = torch.split(K, np.diff(sp.cand_indptr).tolist())
         b_parts = torch.split(self.cand_bias, np.diff(self._cand_offset).tolist())
-        total = q.new_zeros(())
         for i, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
             a = int(attrs[lo])
             ip, tl = sp.truth(pairs[lo:hi])
-            logits = self.net.logits(q_parts[i], a, K_parts[a], b_parts[a])
-            if self.net.prior_w is not None:
-                logits = logits + self.net.prior_w[a] * self._prior(a, sp.product[pairs[lo:hi]], training=True)
+            logits = self.net.logits(q_parts[i], a, K_parts[a], b_parts[a]) + self._side_scores(
+                a, sp.product[pairs[lo:hi]], training=True)
             logp = torch.log_softmax(logits, dim=1)
             rows = np.repeat(np.arange(hi - lo), np.diff(ip))
-            if len(rows) == hi - lo:  # one true value per pair
-                mass = logp[torch.as_tensor(rows), torch.as_tensor(tl)]
-            else:
-                pt = logp[torch.as_tensor(rows), torch.as_tensor(tl)].exp()
-                mass = torch.zeros(hi - lo).index_add(0, torch.as_tensor(rows), pt).clamp_min(1e-30).log()
+            mass = self._true_logp(logp, rows, tl, hi - lo, per_value)
             if self.cfg.label_smoothing > 0:
-                mass = (1 - self.cfg.label_smoothing) * mass + self.cfg.label_smoothing * logp.mean(1)
+                mean_logp = logp.mean(1)
+                mass = (1 - self.cfg.label_smoothing) * mass + self.cfg.label_smoothing * (
+                    mean_logp[torch.as_tensor(rows)] if per_value else mean_logp)
             total = total - mass.sum()
-        return total / len(pairs)
+        return total / n_all
+
+    def _padded_loss(self, h_products: Any, prows: np.ndarray, pairs: np.ndarray, K: Any, pad: int) -> Any:
+        """Summed -log p(true value) (or -log(true mass), per ``multi_value_loss``) of ``pairs`` (training pairs of attributes with 2..``pad`` candidates),
+        all at once: each pair's candidates padded to ``pad`` (the padding masked out of the softmax).
+        Equal to the per-attribute loss of :meth:`_loss` (tests/test_gnn_model.py checks it)."""
+        torch = _torch()
+        sp = self.split
+        attrs = sp.attribute[pairs]
+        q = self.net.query(h_products[torch.as_tensor(prows)])  # [n, H]
+        n_c = np.diff(sp.cand_indptr)[attrs]
+        col = np.arange(pad)
+        valid = col[None, :] < n_c[:, None]  # [n, pad]
+        cidx = np.where(valid, sp.cand_indptr[attrs][:, None] + col[None, :], 0)
+        bidx = np.where(valid, self._cand_offset[attrs][:, None] + col[None, :], 0)
+        a_t, c_t = torch.as_tensor(attrs), torch.as_tensor(cidx)
+        qa = q * self.net.rel.weight[a_t]
+        logits = torch.einsum("nh,nch->nc", qa, K[c_t]) * (self.net.scale / q.shape[1]) + self.cand_bias[torch.as_tensor(bidx)]
+        prior_t, mention_t = self._padded_side(pairs, pad)
+        if self.net.prior_w is not None:
+            logits = logits + self.net.prior_w[a_t].unsqueeze(1) * torch.as_tensor(prior_t)
+        if self.net.mention_w is not None:
+            logits = logits + self.net.mention_w[a_t].unsqueeze(1) * torch.as_tensor(mention_t)
+        vmask = torch.as_tensor(valid)
+        logits = logits.masked_fill(~vmask, float("-inf"))
+        logp = torch.log_softmax(logits, dim=1)
+        # the true values as (row, column) of the padded block
+        counts = sp.indptr[pairs + 1] - sp.indptr[pairs]
+        rows = np.repeat(np.arange(len(pairs)), counts)
+        idx = np.repeat(sp.indptr[pairs] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+        tl = sp.values[idx].copy()  # brand candidates are brand ids already (FactSplit.local)
+        not_brand = np.repeat(attrs != sp.brand_attribute, counts)
+        tl[not_brand] = sp.value_local[tl[not_brand]]
+        per_value = self.cfg.multi_value_loss == "per_value"
+        mass = self._true_logp(logp, rows, tl, len(pairs), per_value)
+        if self.cfg.label_smoothing > 0:
+            mean_logp = logp.masked_fill(~vmask, 0.0).sum(1) / torch.as_tensor(n_c, dtype=logp.dtype)
+            mass = (1 - self.cfg.label_smoothing) * mass + self.cfg.label_smoothing * (
+                mean_logp[torch.as_tensor(rows)] if per_value else mean_logp)
+        return -mass.sum()
+
+    @staticmethod
+    def _true_logp(logp: Any, rows: np.ndarray, tl: np.ndarray, n_pairs: int, per_value: bool) -> Any:
+        """The log-probabilities the loss maximises: one per true value (``per_value``), or per pair the
+        log of its true values' summed probability."""
+        torch = _torch()
+        lp = logp[torch.as_tensor(rows), torch.as_tensor(tl)]
+        if per_value or len(rows) == n_pairs:  # (one true value per pair: both are the same)
+            return lp
+        return torch.zeros(n_pairs).index_add(0, torch.as_tensor(rows), lp.exp()).clamp_min(1e-30).log()
+
+    def _padded_side(self, pairs: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
+        """float32 [n, pad] twice: the out-of-fold prior log-probabilities and the mention indicators of
+        training ``pairs`` (padding 0), computed once per fit for every training pair of a small attribute."""
+        rt = self._runtime
+        if "prior_pad" not in rt:
+            sp = self.split
+            fit = np.flatnonzero(rt["prior_pad_pairs"])
+            attrs = sp.attribute[fit]
+            fit = fit[(np.diff(sp.cand_indptr)[attrs] <= pad) & (np.diff(sp.cand_indptr)[attrs] >= 2)]
+            attrs = sp.attribute[fit]
+            table = np.zeros((len(fit), pad), np.float32)
+            mtable = np.zeros((len(fit), pad), np.float32)
+            row = np.full(sp.num_pairs, -1, np.int64)
+            row[fit] = np.arange(len(fit))
+            order = np.argsort(attrs, kind="stable")
+            bounds = np.flatnonzero(np.concatenate([[True], attrs[order][1:] != attrs[order][:-1], [True]]))
+            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+                sel = order[lo:hi]
+                a = int(attrs[sel[0]])
+                if self.net.prior_w is not None:
+                    lp = self._prior(a, sp.product[fit[sel]], training=True).numpy()
+                    table[sel, : lp.shape[1]] = lp
+                if self.net.mention_w is not None:
+                    mm = self._mention(a, sp.product[fit[sel]]).numpy()
+                    mtable[sel, : mm.shape[1]] = mm
+            rt["prior_pad"], rt["mention_pad"], rt["prior_pad_row"] = table, mtable, row
+        r = rt["prior_pad_row"][pairs]
+        if (r < 0).any():
+            raise ModelError("gnn: padded inputs requested for a pair outside the training pairs")
+        return rt["prior_pad"][r], rt["mention_pad"][r]
+
+    def _mention_log_odds(self, pairs: np.ndarray, max_abs: float = 10.0) -> np.ndarray:
+        """float32 [A]: per attribute, log(P(true | mentioned) / P(true | not mentioned)) over the
+        candidates of the training ``pairs`` (add-1/2 smoothed, clipped to +-``max_abs``): the starting
+        weight of a mention, so that a catalog whose values are spans of its titles reads them from the
+        first step (training then adjusts it)."""
+        sp, M = self.split, self._runtime["mention"]
+        out = np.zeros(sp.num_attributes, np.float32)
+        attrs = sp.attribute[pairs]
+        order = np.argsort(attrs, kind="stable")
+        bounds = np.flatnonzero(np.concatenate([[True], attrs[order][1:] != attrs[order][:-1], [True]]))
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            pa = pairs[order[lo:hi]]
+            a = int(sp.attribute[pa[0]])
+            C = sp.num_candidates(a)
+            if C < 2:
+                continue
+            c0 = int(sp.cand_indptr[a])
+            sub = M[sp.product[pa]][:, c0: c0 + C]
+            if sub.nnz == 0:
+                continue
+            ip, tl = sp.truth(pa)
+            rows = np.repeat(np.arange(len(pa)), np.diff(ip))
+            true_m = float(np.asarray(sub[rows, tl]).sum())
+            n_true, n_m, n_all = float(len(tl)), float(sub.nnz), float(len(pa) * C)
+            p_m = (true_m + 0.5) / (n_m + 1.0)
+            p_n = (n_true - true_m + 0.5) / (n_all - n_m + 1.0)
+            out[a] = np.clip(np.log(p_m / p_n), -max_abs, max_abs)
+        return out
+
+    def _mention(self, attribute: int, products: np.ndarray) -> Any:
+        """float [M, C_a]: 1 where the product's text mentions the candidate (``gnn.mentions``)."""
+        torch = _torch()
+        sp = self.split
+        c0, c1 = int(sp.cand_indptr[attribute]), int(sp.cand_indptr[attribute + 1])
+        return torch.as_tensor(self._runtime["mention"][np.asarray(products, dtype=np.int64)][:, c0:c1].toarray())
+
+    def _side_scores(self, attribute: int, products: np.ndarray, *, training: bool = False) -> Any:
+        """The scores added to the decoder's: the weighted text prior and the weighted mentions
+        (float [M, C_a], or 0.0 when the model has neither)."""
+        row = self._attr_row(attribute)
+        out: Any = 0.0
+        if self.net.prior_w is not None:
+            out = out + self.net.prior_w[row] * self._prior(attribute, products, training=training)
+        if getattr(self.net, "mention_w", None) is not None:
+            out = out + self.net.mention_w[row] * self._mention(attribute, products)
+        return out
 
     def _all_candidates(self, x: dict[str, Any]) -> Any:
         """float [sum C_a, H]: every attribute's candidates, in the split's candidate order."""
@@ -668,25 +838,21 @@ class GnnCompletionModel(Baseline):
             x = self.net(self._runtime["inp"], graph)
             q = self.net.query(x["product"])
             K = self._all_candidates(x)
-            ok = 0
+            ok = n_facts = 0
             attrs = sp.attribute[pairs]
             for a in np.unique(attrs).tolist():
                 pa = pairs[attrs == a]
                 ip, tl = sp.truth(pa)
                 c0, c1 = int(sp.cand_indptr[a]), int(sp.cand_indptr[a + 1])
                 s = self.net.logits(q[torch.as_tensor(sp.product[pa])], a, K[c0:c1], self._cand_bias(a))
-                if self.net.prior_w is not None:
-                    s = s + self.net.prior_w[a] * self._prior(a, sp.product[pa])
-                top = s.argmax(1).numpy()
-                rows = np.repeat(np.arange(len(pa)), np.diff(ip))
-                hit = np.zeros(len(pa), bool)
-                hit[rows[tl == top[rows]]] = True
-                ok += int(hit.sum())
-        return ok / max(len(pairs), 1)
+                s = s + self._side_scores(a, sp.product[pa])
+                ok += _fact_hits(s.numpy(), ip, tl)
+                n_facts += len(tl)
+        return ok / max(n_facts, 1)
 
     def _select_by_valid(self, pairs: np.ndarray, graph: dict[tuple[str, str, str], Any]) -> None:
-        """Per attribute, keep the model or its text prior alone, whichever ranks more valid pairs first
-        (scored over the training facts only; the prior's refitted classifiers never saw a valid fact).
+        """Per attribute, keep the model or its text prior alone, whichever ranks more valid values first
+        (Hits@1 of filtered ranks, as the protocol grades; scored over the training facts only; the prior's refitted classifiers never saw a valid fact).
         The model must never be worse than its own text part: the choice is recorded in ``selection``."""
         torch = _torch()
         sp = self.split
@@ -702,19 +868,14 @@ class GnnCompletionModel(Baseline):
                 ip, tl = sp.truth(pa)
                 c0, c1 = int(sp.cand_indptr[a]), int(sp.cand_indptr[a + 1])
                 lp = self._prior(a, sp.product[pa])
-                s = self.net.logits(q[torch.as_tensor(sp.product[pa])], a, K[c0:c1], self._cand_bias(a)) + self.net.prior_w[a] * lp
-                rows = np.repeat(np.arange(len(pa)), np.diff(ip))
-                hits = []
-                for scores in (s, lp):
-                    top = scores.argmax(1).numpy()
-                    hit = np.zeros(len(pa), bool)
-                    hit[rows[tl == top[rows]]] = True
-                    hits.append(int(hit.sum()))
+                s = self.net.logits(q[torch.as_tensor(sp.product[pa])], a, K[c0:c1], self._cand_bias(a)) + \
+                    self._side_scores(a, sp.product[pa])
+                hits = [_fact_hits(scores.numpy(), ip, tl) for scores in (s, lp)]
                 use = "prior" if hits[1] > hits[0] else "model"
                 if use == "prior":
                     self.prior_only.add(int(a))
-                self.selection[sp.attribute_names[a]] = {"valid_pairs": int(len(pa)), "model_hits": hits[0],
-                                                         "prior_hits": hits[1], "use": use}
+                self.selection[sp.attribute_names[a]] = {"valid_pairs": int(len(pa)), "valid_values": int(len(tl)),
+                                                         "model_hits": hits[0], "prior_hits": hits[1], "use": use}
 
     # -- scoring ----------------------------------------------------------------------------------
     def _embeddings(self, hidden_splits: tuple[str, ...]) -> dict[str, Any]:
@@ -770,9 +931,7 @@ class GnnCompletionModel(Baseline):
                 if prior_only:  # chosen on validation: the text prior alone ranks this attribute better
                     out[lo: lo + len(p)] = torch.softmax(self._prior(attribute, p.numpy()), dim=1).numpy()
                     continue
-                s = self.net.logits(e["q"][p], self._attr_row(attribute), K, cb)
-                if self.net.prior_w is not None:
-                    s = s + self.net.prior_w[self._attr_row(attribute)] * self._prior(attribute, p.numpy())
+                s = self.net.logits(e["q"][p], self._attr_row(attribute), K, cb) + self._side_scores(attribute, p.numpy())
                 out[lo: lo + len(p)] = torch.softmax(s, dim=1).numpy()
         return out
 
@@ -900,6 +1059,8 @@ class GnnCompletionModel(Baseline):
         self.__dict__.update(d)
         self.snap = None
         if state is not None:
+            if "mention_w" not in state and getattr(self.cfg, "mentions", False):
+                self.cfg.mentions = False  # a checkpoint from before mentions: its net has no mention weights
             self.net = _build_net(self.cfg, d["_dims_at_fit"], [tuple(r) for r in d["_net_rels"]])
             self.net.load_state_dict(state)
             self.net.eval()

@@ -383,3 +383,36 @@ def test_per_attribute_choice_between_the_model_and_its_text_prior_on_valid(snap
     np.testing.assert_allclose(m._score_attribute(a, np.arange(6)), p / p.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
     off = GnnCompletionModel(**{**FAST, "text_prior": True, "epochs": 2, "select_by_valid": False}).fit(snap, split)
     assert off.selection == {} and off.prior_only == set()
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_padded_loss_equals_the_per_attribute_loss(tmp_path: Path, smoothing: float) -> None:
+    """Small attributes are scored together over padded candidate lists: the same loss (and gradient) as
+    one step per attribute, multi-valued pairs and the text prior included."""
+    import torch
+
+    rows = brand_catalog(120)
+    rng = np.random.default_rng(1)
+    for r in rows:  # a multi-valued attribute, and one with more candidates than the padding
+        r["facts"]["tags"] = sorted({f"t{int(x)}" for x in rng.integers(5, size=2)})
+        r["facts"]["code"] = [f"k{int(rng.integers(12))}"]
+    snap = load_snapshot(write_snapshot(tmp_path / "snap", rows))
+    split = make_split(snap, seed=0, cold_share=0.0, include_brand=True)
+    m = GnnCompletionModel(**{**FAST, "text_prior": True, "epochs": 1, "label_smoothing": smoothing,
+                              "loss_pad": 8}).fit(snap, split)
+    fit = _fit_pairs(split, ("train",))
+    n_cand = np.diff(split.cand_indptr)
+    assert (n_cand > 8).any() and (n_cand <= 8).any() and 2 <= n_cand[split.brand_attribute] <= 8  # brands padded too
+    g = m._graph(np.ones(len(m._runtime["pair_of_fact"]), bool))
+    losses, grads = [], []
+    for pad in (8, 0):
+        m.cfg.loss_pad = pad
+        m.net.zero_grad()
+        m.cand_bias.grad = None
+        x = m.net(m._runtime["inp"], g)
+        loss = m._loss(x, fit)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        grads.append(torch.cat([m.net.prior_w.grad.ravel(), m.cand_bias.grad.ravel(), m.net.rel.weight.grad.ravel()]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)

@@ -1,0 +1,83 @@
+"""Which candidate values a product's text mentions: a sparse [products x candidates] indicator.
+
+A value (or brand) is *mentioned* when its name, as a token sequence, occurs in the product's title +
+description opening (``gnn.baselines.product_text``). Text and names are case-folded and cut into
+tokens the way the TF-IDF features are: words of letters and digits, and every Han, kana or Hangul
+character a token of its own, so ``连衣裙`` is found inside a Chinese title that has no spaces, and
+``red`` is found in "a red shirt" but not in "shredded". Names of up to ``max_tokens`` tokens are
+looked up: every n-gram of the text (n <= the longest name) is one dictionary probe, so the cost is
+(text tokens x longest name), not (products x candidates).
+
+The GNN adds ``mention_w[attribute] * mentioned`` to each candidate's score (a weight learned per
+attribute): where a catalog's values are spans of its titles (extraction sets, brands in titles) the
+model reads them directly; where they are not, the weight stays near zero.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .baselines import _CJK
+
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}_]+")
+
+
+def tokens(text: str) -> list[str]:
+    """Case-folded tokens: words of letters and digits, each Han/kana/Hangul character alone."""
+    return _TOKEN.findall(text.casefold())
+
+
+def mention_matrix(texts: Sequence[str], names: Sequence[Sequence[str]], *, max_tokens: int = 8) -> Any:
+    """csr float32 [len(texts), len(names)]: 1 where text i contains one of the name forms of candidate j
+    as a whole token sequence. ``names[j]`` lists the forms of candidate j (display name, normal form);
+    forms longer than ``max_tokens`` tokens (or with none) are never matched."""
+    import scipy.sparse as sps
+
+    index: dict[tuple[str, ...], list[int]] = {}
+    longest = 0
+    for j, forms in enumerate(names):
+        for f in {tuple(tokens(str(f))) for f in forms if f}:
+            if 0 < len(f) <= max_tokens:
+                index.setdefault(f, []).append(j)
+                longest = max(longest, len(f))
+    rows: list[int] = []
+    cols: list[int] = []
+    if longest:
+        for i, text in enumerate(texts):
+            toks = tokens(text)
+            found: set[int] = set()
+            for n in range(1, longest + 1):
+                for s in range(len(toks) - n + 1):
+                    hit = index.get(tuple(toks[s: s + n]))
+                    if hit:
+                        found.update(hit)
+            rows.extend([i] * len(found))
+            cols.extend(found)
+    m = sps.csr_matrix((np.ones(len(rows), np.float32), (np.asarray(rows, np.int64), np.asarray(cols, np.int64))),
+                       shape=(len(texts), len(names)), dtype=np.float32)
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def candidate_forms(snap: Any, split: Any) -> list[tuple[str, ...]]:
+    """The name forms of every candidate of ``split``, in its global candidate order (``split.cand``):
+    a value's display form and normal form, a brand's name and key."""
+    b0 = int(split.cand_indptr[split.brand_attribute])
+    out: list[tuple[str, ...]] = []
+    values, brands = snap.nodes["value"], snap.nodes["brand"]
+    for pos, node in enumerate(split.cand.tolist()):
+        if pos < b0:
+            r = values[node]
+            out.append((str(r.get("value") or ""), str(r.get("norm") or "")))
+        else:
+            r = brands[node]
+            out.append((str(r.get("name") or ""), str(r.get("key") or "")))
+    return out
+
+
+__all__ = ["candidate_forms", "mention_matrix", "tokens"]
