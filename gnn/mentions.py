@@ -5,8 +5,8 @@ description opening (``gnn.baselines.product_text``). Text and names are case-fo
 tokens the way the TF-IDF features are: words of letters and digits, and every Han, kana or Hangul
 character a token of its own, so ``连衣裙`` is found inside a Chinese title that has no spaces, and
 ``red`` is found in "a red shirt" but not in "shredded". Names of up to ``max_tokens`` tokens are
-looked up: every n-gram of the text (n <= the longest name) is one dictionary probe, so the cost is
-(text tokens x longest name), not (products x candidates).
+looked up: at each token of the text, the names starting with that token are probed (one dictionary
+probe per name length), so the cost grows with the text, not with products x candidates.
 
 The GNN adds ``mention_w[attribute] * mentioned`` to each candidate's score (a weight learned per
 attribute): where a catalog's values are spans of its titles (extraction sets, brands in titles) the
@@ -38,25 +38,25 @@ def mention_matrix(texts: Sequence[str], names: Sequence[Sequence[str]], *, max_
     import scipy.sparse as sps
 
     index: dict[tuple[str, ...], list[int]] = {}
-    longest = 0
+    lengths: dict[str, set[int]] = {}  # first token -> lengths of the names that start with it
     for j, forms in enumerate(names):
         for f in {tuple(tokens(str(f))) for f in forms if f}:
             if 0 < len(f) <= max_tokens:
                 index.setdefault(f, []).append(j)
-                longest = max(longest, len(f))
+                lengths.setdefault(f[0], set()).add(len(f))
+    starts = {t: sorted(v) for t, v in lengths.items()}
     rows: list[int] = []
     cols: list[int] = []
-    if longest:
-        for i, text in enumerate(texts):
-            toks = tokens(text)
-            found: set[int] = set()
-            for n in range(1, longest + 1):
-                for s in range(len(toks) - n + 1):
-                    hit = index.get(tuple(toks[s: s + n]))
-                    if hit:
-                        found.update(hit)
-            rows.extend([i] * len(found))
-            cols.extend(found)
+    for i, text in enumerate(texts):
+        toks = tokens(text)
+        found: set[int] = set()
+        for s, t in enumerate(toks):
+            for n in starts.get(t, ()):
+                hit = index.get(tuple(toks[s: s + n])) if s + n <= len(toks) else None
+                if hit:
+                    found.update(hit)
+        rows.extend([i] * len(found))
+        cols.extend(found)
     m = sps.csr_matrix((np.ones(len(rows), np.float32), (np.asarray(rows, np.int64), np.asarray(cols, np.int64))),
                        shape=(len(texts), len(names)), dtype=np.float32)
     m.sum_duplicates()
