@@ -63,6 +63,8 @@ GNN_VARIANTS: dict[str, dict[str, Any]] = {
     "gnn-noprops": {"properties": False},  # the GNN without the product-property tokens (title + description only)
     "gnn-norefit": {"prior_refit": False},  # the GNN whose prior scores unseen facts by the two half-data folds
     "gnn-nochars": {"title_char_ngrams": None},  # the GNN without the title's character n-grams (word n-grams only)
+    "gnn-nomentions": {"mentions": False},  # the GNN without mentions (candidates named in the product's text)
+    "gnn-noembed": {"text_feature": None},  # the GNN without the text encoder's embeddings (TF-IDF, prior, mentions kept)
 }
 
 
