@@ -106,7 +106,9 @@ class TransformerEncoder:
 
     model_path: str | None = None
     batch_size: int = 64
-    max_length: int = 128
+    max_length: int = 48  # tokens per text: a title and the opening of its description (the TF-IDF features and
+    # the text prior read the description further). 3.6x faster than 128 on Myntra's long texts, valid Hits@1 of
+    # the default GNN 0.9422 vs 0.9428 (Myntra; BigBasket's and Taobao's texts are shorter: unchanged)
     threads: int | None = None
     name: str = "minilm"
 
