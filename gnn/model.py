@@ -619,8 +619,9 @@ class GnnCompletionModel(Baseline):
         return total / n_all
 
     def _padded_loss(self, h_products: Any, prows: np.ndarray, pairs: np.ndarray, K: Any, pad: int) -> Any:
-        """Summed -log p(true value) (or -log(true mass), per ``multi_value_loss``) of ``pairs`` (training pairs of attributes with 2..``pad`` candidates),
-        all at once: each pair's candidates padded to ``pad`` (the padding masked out of the softmax).
+        """Summed -log p(true value) (or -log(true mass), per ``multi_value_loss``) of ``pairs`` (training
+        pairs of attributes with 2..``pad`` candidates), all at once: each pair's candidates padded to
+        ``pad`` (the padding masked out of the softmax).
         Equal to the per-attribute loss of :meth:`_loss` (tests/test_gnn_model.py checks it)."""
         torch = _torch()
         sp = self.split
@@ -852,7 +853,8 @@ class GnnCompletionModel(Baseline):
 
     def _select_by_valid(self, pairs: np.ndarray, graph: dict[tuple[str, str, str], Any]) -> None:
         """Per attribute, keep the model or its text prior alone, whichever ranks more valid values first
-        (Hits@1 of filtered ranks, as the protocol grades; scored over the training facts only; the prior's refitted classifiers never saw a valid fact).
+        (Hits@1 of filtered ranks, as the protocol grades; scored over the training facts only; the prior's
+        refitted classifiers never saw a valid fact).
         The model must never be worse than its own text part: the choice is recorded in ``selection``."""
         torch = _torch()
         sp = self.split
