@@ -1,15 +1,16 @@
 """Which candidate values a product's text mentions: a sparse [products x candidates] indicator.
 
-A value (or brand) is *mentioned* when its name, as a token sequence, occurs in the product's title +
-description opening (``gnn.baselines.product_text``). Text and names are case-folded and cut into
+A value (or brand) is *mentioned* when its name, as a token sequence, occurs in the product's title, or
+in its description (HTML stripped; two separate matrices, two sources for the model). Text and names are case-folded and cut into
 tokens the way the TF-IDF features are: words of letters and digits, and every Han, kana or Hangul
 character a token of its own, so ``连衣裙`` is found inside a Chinese title that has no spaces, and
 ``red`` is found in "a red shirt" but not in "shredded". Names of up to ``max_tokens`` tokens are
 looked up: at each token of the text, the names starting with that token are probed (one dictionary
 probe per name length), so the cost grows with the text, not with products x candidates.
 
-The GNN adds ``mention_w[attribute] * mentioned`` to each candidate's score (a weight learned per
-attribute): where a catalog's values are spans of its titles (extraction sets, brands in titles) the
+The GNN adds ``mention_w[attribute, source] * mentioned`` to each candidate's score, the title and
+the description (its first ``mention_description_chars``: specification text such as "Body Material
+COPPER") being two sources with a weight each, learned per attribute: where a catalog's values are spans of its titles (extraction sets, brands in titles) the
 model reads them directly; where they are not, the weight stays near zero.
 """
 
@@ -64,6 +65,13 @@ def mention_matrix(texts: Sequence[str], names: Sequence[Sequence[str]], *, max_
     return m
 
 
+def description_text(record: dict[str, Any], chars: int) -> str:
+    """The product's description, HTML tags stripped, whitespace collapsed, its first ``chars`` characters."""
+    from .baselines import _TAG
+
+    return " ".join(_TAG.sub(" ", str(record.get("description") or "")).split())[:chars]
+
+
 def candidate_forms(snap: Any, split: Any) -> list[tuple[str, ...]]:
     """The name forms of every candidate of ``split``, in its global candidate order (``split.cand``):
     a value's display form and normal form, a brand's name and key."""
@@ -80,4 +88,4 @@ def candidate_forms(snap: Any, split: Any) -> list[tuple[str, ...]]:
     return out
 
 
-__all__ = ["candidate_forms", "mention_matrix", "tokens"]
+__all__ = ["candidate_forms", "description_text", "mention_matrix", "tokens"]

@@ -90,8 +90,9 @@ class GnnConfig:
     select_by_valid: bool = True  # per attribute, the prior alone replaces the model where it ranks the valid pairs better
     prior_share: float = 0.5  # of max_seconds: no logistic regression of the prior starts later (centroids instead)
     description_chars: int = 300
-    mentions: bool = True  # a candidate whose name the product's text contains gets mention_w[attribute] added
-    # to its score (gnn.mentions; weight learned per attribute)
+    mentions: bool = True  # a candidate whose name the product's title names gets mention_w[attribute, 0] added
+    # to its score, one its description names mention_w[attribute, 1] (gnn.mentions; weights learned per attribute)
+    mention_description_chars: int = 2000  # of the (HTML-stripped) description searched for mentions; 0: title only
     properties: bool = True  # the mapping's product properties as tokens beside the TF-IDF n-grams (gnn.properties)
     property_weight: float = 1.0  # scale of the property block (its rows are L2-normalised, like the TF-IDF rows)
     text_feature: str | None = "text"  # feature-store prefix (text.<type>), None: no text embeddings
@@ -241,7 +242,8 @@ def _build_net(cfg: GnnConfig, dims: dict[str, Any], rels: list[tuple[str, str, 
             nn.init.ones_(self.rel.weight)
             self.scale = nn.Parameter(torch.tensor(math.sqrt(H)))
             self.prior_w = nn.Parameter(torch.ones(dims["num_attributes"])) if cfg.text_prior else None
-            self.mention_w = nn.Parameter(torch.ones(dims["num_attributes"])) if cfg.mentions else None
+            self.mention_w = nn.Parameter(torch.ones(dims["num_attributes"], dims["mention_sources"])) \
+                if cfg.mentions else None
 
         def encode_inputs(self, inp: dict[str, Any], types: Sequence[str] = NODE_TYPES) -> dict[str, Any]:
             x = {}
@@ -415,10 +417,15 @@ class GnnCompletionModel(Baseline):
             dims["tfidf"] = X.shape[1]
         rt["inp"], rt["dims"] = inp, dims
         if cfg.mentions:
-            from .mentions import candidate_forms, mention_matrix
+            from .mentions import candidate_forms, description_text, mention_matrix
 
-            rt["mention"] = mention_matrix([product_text(r, cfg.description_chars) for r in snap.nodes["product"]],
-                                           candidate_forms(snap, split))
+            forms = candidate_forms(snap, split)
+            prods = snap.nodes["product"]
+            rt["mention"] = [mention_matrix([str(r.get("title") or "") for r in prods], forms)]
+            if cfg.mention_description_chars > 0:
+                rt["mention"].append(mention_matrix([description_text(r, cfg.mention_description_chars) for r in prods],
+                                                    forms))
+            dims["mention_sources"] = len(rt["mention"])
         if cfg.text_prior:
             from .prior import key_folds
 
@@ -639,7 +646,7 @@ class GnnCompletionModel(Baseline):
         if self.net.prior_w is not None:
             logits = logits + self.net.prior_w[a_t].unsqueeze(1) * torch.as_tensor(prior_t)
         if self.net.mention_w is not None:
-            logits = logits + self.net.mention_w[a_t].unsqueeze(1) * torch.as_tensor(mention_t)
+            logits = logits + (torch.as_tensor(mention_t) * self.net.mention_w[a_t].unsqueeze(1)).sum(-1)
         vmask = torch.as_tensor(valid)
         logits = logits.masked_fill(~vmask, float("-inf"))
         logp = torch.log_softmax(logits, dim=1)
@@ -669,8 +676,9 @@ class GnnCompletionModel(Baseline):
         return torch.zeros(n_pairs).index_add(0, torch.as_tensor(rows), lp.exp()).clamp_min(1e-30).log()
 
     def _padded_side(self, pairs: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
-        """float32 [n, pad] twice: the out-of-fold prior log-probabilities and the mention indicators of
-        training ``pairs`` (padding 0), computed once per fit for every training pair of a small attribute."""
+        """float32 [n, pad] and [n, pad, S]: the out-of-fold prior log-probabilities and the mention
+        indicators (per source) of training ``pairs`` (padding 0), computed once per fit for every training
+        pair of a small attribute."""
         rt = self._runtime
         if "prior_pad" not in rt:
             sp = self.split
@@ -679,7 +687,7 @@ class GnnCompletionModel(Baseline):
             fit = fit[(np.diff(sp.cand_indptr)[attrs] <= pad) & (np.diff(sp.cand_indptr)[attrs] >= 2)]
             attrs = sp.attribute[fit]
             table = np.zeros((len(fit), pad), np.float32)
-            mtable = np.zeros((len(fit), pad), np.float32)
+            mtable = np.zeros((len(fit), pad, len(rt.get("mention", ()))), np.float32)
             row = np.full(sp.num_pairs, -1, np.int64)
             row[fit] = np.arange(len(fit))
             order = np.argsort(attrs, kind="stable")
@@ -692,7 +700,7 @@ class GnnCompletionModel(Baseline):
                     table[sel, : lp.shape[1]] = lp
                 if self.net.mention_w is not None:
                     mm = self._mention(a, sp.product[fit[sel]]).numpy()
-                    mtable[sel, : mm.shape[1]] = mm
+                    mtable[sel, : mm.shape[1], :] = mm
             rt["prior_pad"], rt["mention_pad"], rt["prior_pad_row"] = table, mtable, row
         r = rt["prior_pad_row"][pairs]
         if (r < 0).any():
@@ -700,12 +708,12 @@ class GnnCompletionModel(Baseline):
         return rt["prior_pad"][r], rt["mention_pad"][r]
 
     def _mention_log_odds(self, pairs: np.ndarray, max_abs: float = 10.0) -> np.ndarray:
-        """float32 [A]: per attribute, log(P(true | mentioned) / P(true | not mentioned)) over the
+        """float32 [A, S]: per attribute and source, log(P(true | mentioned) / P(true | not mentioned)) over the
         candidates of the training ``pairs`` (add-1/2 smoothed, clipped to +-``max_abs``): the starting
         weight of a mention, so that a catalog whose values are spans of its titles reads them from the
         first step (training then adjusts it)."""
-        sp, M = self.split, self._runtime["mention"]
-        out = np.zeros(sp.num_attributes, np.float32)
+        sp, sources = self.split, self._runtime["mention"]
+        out = np.zeros((sp.num_attributes, len(sources)), np.float32)
         attrs = sp.attribute[pairs]
         order = np.argsort(attrs, kind="stable")
         bounds = np.flatnonzero(np.concatenate([[True], attrs[order][1:] != attrs[order][:-1], [True]]))
@@ -716,24 +724,27 @@ class GnnCompletionModel(Baseline):
             if C < 2:
                 continue
             c0 = int(sp.cand_indptr[a])
-            sub = M[sp.product[pa]][:, c0: c0 + C]
-            if sub.nnz == 0:
-                continue
             ip, tl = sp.truth(pa)
             rows = np.repeat(np.arange(len(pa)), np.diff(ip))
-            true_m = float(np.asarray(sub[rows, tl]).sum())
-            n_true, n_m, n_all = float(len(tl)), float(sub.nnz), float(len(pa) * C)
-            p_m = (true_m + 0.5) / (n_m + 1.0)
-            p_n = (n_true - true_m + 0.5) / (n_all - n_m + 1.0)
-            out[a] = np.clip(np.log(p_m / p_n), -max_abs, max_abs)
+            for k, M in enumerate(sources):
+                sub = M[sp.product[pa]][:, c0: c0 + C]
+                if sub.nnz == 0:
+                    continue
+                true_m = float(np.asarray(sub[rows, tl]).sum())
+                n_true, n_m, n_all = float(len(tl)), float(sub.nnz), float(len(pa) * C)
+                p_m = (true_m + 0.5) / (n_m + 1.0)
+                p_n = (n_true - true_m + 0.5) / (n_all - n_m + 1.0)
+                out[a, k] = np.clip(np.log(p_m / p_n), -max_abs, max_abs)
         return out
 
     def _mention(self, attribute: int, products: np.ndarray) -> Any:
-        """float [M, C_a]: 1 where the product's text mentions the candidate (``gnn.mentions``)."""
+        """float [M, C_a, S]: 1 where the product's title (source 0) or description (1) names the candidate
+        (``gnn.mentions``)."""
         torch = _torch()
         sp = self.split
         c0, c1 = int(sp.cand_indptr[attribute]), int(sp.cand_indptr[attribute + 1])
-        return torch.as_tensor(self._runtime["mention"][np.asarray(products, dtype=np.int64)][:, c0:c1].toarray())
+        p = np.asarray(products, dtype=np.int64)
+        return torch.as_tensor(np.stack([M[p][:, c0:c1].toarray() for M in self._runtime["mention"]], axis=-1))
 
     def _side_scores(self, attribute: int, products: np.ndarray, *, training: bool = False) -> Any:
         """The scores added to the decoder's: the weighted text prior and the weighted mentions
@@ -743,7 +754,7 @@ class GnnCompletionModel(Baseline):
         if self.net.prior_w is not None:
             out = out + self.net.prior_w[row] * self._prior(attribute, products, training=training)
         if getattr(self.net, "mention_w", None) is not None:
-            out = out + self.net.mention_w[row] * self._mention(attribute, products)
+            out = out + (self._mention(attribute, products) * self.net.mention_w[row]).sum(-1)
         return out
 
     def _all_candidates(self, x: dict[str, Any]) -> Any:

@@ -59,7 +59,26 @@ def test_the_model_reads_values_its_titles_name(tmp_path: Path, mentions: bool) 
     h = evaluate(m.score(test), per_attribute=False)["hits@1"]
     if mentions:
         a = split.attribute_id("model")
-        assert float(m.net.mention_w[a].detach()) > 3  # started at the log-odds of a mention: strong here
+        assert float(m.net.mention_w[a, 0].detach()) > 3  # the title's mentions: started at their log-odds, strong here
+        assert float(m.net.mention_w[a, 1].detach()) == 0.0  # no description names anything: no weight, no gradient
         assert h >= 0.95
     else:
         assert h < 0.6  # 60 codes, ~4 training products each: without mentions the model barely knows them
+
+
+def test_a_value_named_only_in_the_description_is_read_from_it(tmp_path: Path) -> None:
+    rows = span_catalog(seed=1)
+    for r in rows:  # the code moves from the title to a specification line deep in the description
+        code = r["facts"]["model"][0]
+        r["title"] = " ".join(w for w in r["title"].split() if w != code)
+        r["description"] = "<p>" + "Lorem ipsum dolor. " * 20 + f"</p><table><tr><td>Model</td><td>{code}</td></tr></table>"
+    snap = load_snapshot(write_snapshot(tmp_path / "s", rows))
+    split = make_split(snap, seed=0, cold_share=0.0, include_brand=False)
+    from gnn.metrics import evaluate
+
+    test = split.pairs("test")
+    m = GnnCompletionModel(**{**FAST, "epochs": 3}).fit(snap, split)
+    assert float(m.net.mention_w[split.attribute_id("model"), 1].detach()) > 3
+    assert evaluate(m.score(test), per_attribute=False)["hits@1"] >= 0.95
+    short = GnnCompletionModel(**{**FAST, "epochs": 3, "mention_description_chars": 100}).fit(snap, split)
+    assert evaluate(short.score(test), per_attribute=False)["hits@1"] < 0.6  # the spec line is past 100 characters
