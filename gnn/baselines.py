@@ -140,10 +140,14 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 TOKEN_PATTERN = rf"(?u)[{_CJK}]|[^\W{_CJK}]{{2,}}"
 
 
+def description_text(record: dict[str, Any], chars: int) -> str:
+    """The product's description, HTML tags stripped, whitespace collapsed, its first ``chars`` characters."""
+    return " ".join(_TAG.sub(" ", str(record.get("description") or "")).split())[:chars]
+
+
 def product_text(record: dict[str, Any], description_chars: int = 300) -> str:
     """Title + the first ``description_chars`` characters of the (HTML-stripped) description."""
-    desc = " ".join(_TAG.sub(" ", record.get("description") or "").split())
-    return f"{record.get('title') or ''} {desc[:description_chars]}".strip()
+    return f"{record.get('title') or ''} {description_text(record, description_chars)}".strip()
 
 
 class TfidfBaseline(Baseline):

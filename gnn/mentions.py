@@ -1,8 +1,8 @@
 """Which candidate values a product's text mentions: a sparse [products x candidates] indicator.
 
 A value (or brand) is *mentioned* when its name, as a token sequence, occurs in the product's title, or
-in its description (HTML stripped; two separate matrices, two sources for the model). Text and names are case-folded and cut into
-tokens the way the TF-IDF features are: words of letters and digits, and every Han, kana or Hangul
+in its description (HTML stripped; two separate matrices, two sources for the model). Text and names
+are case-folded and cut into tokens the way the TF-IDF features are: words of letters and digits, and every Han, kana or Hangul
 character a token of its own, so ``连衣裙`` is found inside a Chinese title that has no spaces, and
 ``red`` is found in "a red shirt" but not in "shredded". Names of up to ``max_tokens`` tokens are
 looked up: at each token of the text, the names starting with that token are probed (one dictionary
@@ -10,8 +10,9 @@ probe per name length), so the cost grows with the text, not with products x can
 
 The GNN adds ``mention_w[attribute, source] * mentioned`` to each candidate's score, the title and
 the description (its first ``mention_description_chars``: specification text such as "Body Material
-COPPER") being two sources with a weight each, learned per attribute: where a catalog's values are spans of its titles (extraction sets, brands in titles) the
-model reads them directly; where they are not, the weight stays near zero.
+COPPER") being two sources with a weight each, learned per attribute: where a catalog's values are
+spans of its titles (extraction sets, brands in titles) the model reads them directly; where they are
+not, the weight stays near zero.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .baselines import _CJK
+from .baselines import _CJK, description_text
 
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}_]+")
 
@@ -58,18 +59,9 @@ def mention_matrix(texts: Sequence[str], names: Sequence[Sequence[str]], *, max_
                     found.update(hit)
         rows.extend([i] * len(found))
         cols.extend(found)
-    m = sps.csr_matrix((np.ones(len(rows), np.float32), (np.asarray(rows, np.int64), np.asarray(cols, np.int64))),
-                       shape=(len(texts), len(names)), dtype=np.float32)
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
-
-
-def description_text(record: dict[str, Any], chars: int) -> str:
-    """The product's description, HTML tags stripped, whitespace collapsed, its first ``chars`` characters."""
-    from .baselines import _TAG
-
-    return " ".join(_TAG.sub(" ", str(record.get("description") or "")).split())[:chars]
+    # one entry per (text, candidate): ``found`` is a set
+    return sps.csr_matrix((np.ones(len(rows), np.float32), (np.asarray(rows, np.int64), np.asarray(cols, np.int64))),
+                          shape=(len(texts), len(names)), dtype=np.float32)
 
 
 def candidate_forms(snap: Any, split: Any) -> list[tuple[str, ...]]:
@@ -88,4 +80,4 @@ def candidate_forms(snap: Any, split: Any) -> list[tuple[str, ...]]:
     return out
 
 
-__all__ = ["candidate_forms", "description_text", "mention_matrix", "tokens"]
+__all__ = ["candidate_forms", "mention_matrix", "tokens"]

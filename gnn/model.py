@@ -417,7 +417,8 @@ class GnnCompletionModel(Baseline):
             dims["tfidf"] = X.shape[1]
         rt["inp"], rt["dims"] = inp, dims
         if cfg.mentions:
-            from .mentions import candidate_forms, description_text, mention_matrix
+            from .baselines import description_text
+            from .mentions import candidate_forms, mention_matrix
 
             forms = candidate_forms(snap, split)
             prods = snap.nodes["product"]
@@ -746,13 +747,14 @@ class GnnCompletionModel(Baseline):
         p = np.asarray(products, dtype=np.int64)
         return torch.as_tensor(np.stack([M[p][:, c0:c1].toarray() for M in self._runtime["mention"]], axis=-1))
 
-    def _side_scores(self, attribute: int, products: np.ndarray, *, training: bool = False) -> Any:
-        """The scores added to the decoder's: the weighted text prior and the weighted mentions
-        (float [M, C_a], or 0.0 when the model has neither)."""
+    def _side_scores(self, attribute: int, products: np.ndarray, *, training: bool = False, prior: Any = None) -> Any:
+        """The scores added to the decoder's: the weighted text prior (``prior``: its log-probabilities when
+        the caller has them) and the weighted mentions (float [M, C_a], or 0.0 when the model has neither)."""
         row = self._attr_row(attribute)
         out: Any = 0.0
         if self.net.prior_w is not None:
-            out = out + self.net.prior_w[row] * self._prior(attribute, products, training=training)
+            lp = self._prior(attribute, products, training=training) if prior is None else prior
+            out = out + self.net.prior_w[row] * lp
         if getattr(self.net, "mention_w", None) is not None:
             out = out + (self._mention(attribute, products) * self.net.mention_w[row]).sum(-1)
         return out
@@ -882,7 +884,7 @@ class GnnCompletionModel(Baseline):
                 c0, c1 = int(sp.cand_indptr[a]), int(sp.cand_indptr[a + 1])
                 lp = self._prior(a, sp.product[pa])
                 s = self.net.logits(q[torch.as_tensor(sp.product[pa])], a, K[c0:c1], self._cand_bias(a)) + \
-                    self._side_scores(a, sp.product[pa])
+                    self._side_scores(a, sp.product[pa], prior=lp)
                 hits = [_fact_hits(scores.numpy(), ip, tl) for scores in (s, lp)]
                 use = "prior" if hits[1] > hits[0] else "model"
                 if use == "prior":
