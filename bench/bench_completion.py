@@ -143,6 +143,8 @@ def fit_and_grade(name: str, snap: Any, split: Any, *, in_text: Any, threads: in
     record = {
         "config": model.config(), "fit_seconds": round(fit_s, 2), "score_seconds": round(score_s, 2),
         "epochs_run": getattr(model, "epochs_run", None), "best_epoch": getattr(model, "best_epoch", None),
+        "prior_seconds": round(getattr(model, "prior_seconds", 0.0), 2) if getattr(model, "prior", None) else None,
+        "prior_methods": _method_counts(getattr(model, "prior", None)),
         "valid_curve": [h.get("valid_hits@1") for h in getattr(model, "history", []) if "valid_hits@1" in h],
         "test": {k: v for k, v in m_test.items() if k != "per_attribute"}, "test_value_not_in_text": m_text,
         "cold": m_cold, "cold_value_not_in_text": m_cold_text,
@@ -153,6 +155,16 @@ def fit_and_grade(name: str, snap: Any, split: Any, *, in_text: Any, threads: in
     }
     v = evaluate(s_valid, per_attribute=False, **kw) if grade_valid else None
     return MethodResult(name, model, record, c_test.top1(), v)
+
+
+def _method_counts(prior: Any) -> dict[str, int] | None:
+    """How many attributes the text prior fitted as "lr", "centroid", "constant" (None: no prior)."""
+    if prior is None:
+        return None
+    out: dict[str, int] = {}
+    for m in prior.methods.values():
+        out[m] = out.get(m, 0) + 1
+    return out
 
 
 def run(*, snapshot: Path, baselines: list[str], seed: int = 0, cold_share: float = 0.05,
