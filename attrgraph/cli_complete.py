@@ -34,7 +34,11 @@ def print_summary(res: CompletionResult) -> None:
     rows += [(k.replace("_", " "), v) for k, v in cnt.items()]
     m = res.metrics
     if m.get("valid_pairs"):
-        rows += [("held-out top-1 accuracy", f"{m['valid_top1_accuracy']:.3f}"), ("held-out ECE", f"{m['valid_ece']:.3f}")]
+        rows += [("held-out top-1 accuracy", f"{m['valid_top1_accuracy']:.3f}"),
+                 ("held-out ECE (cross-fitted)", f"{m['valid_ece']:.3f}")]
+        if m.get("valid_precision_at_threshold") is not None:
+            rows.append(("held-out precision / coverage at threshold (cross-fitted)",
+                         f"{m['valid_precision_at_threshold']:.3f} / {m['valid_coverage_at_threshold']:.3f}"))
     rows += [(f"seconds {k}", f"{v:.2f}") for k, v in res.stages.items()]
     rows += [("seconds total", f"{res.seconds:.1f}"), ("report", res.report)]
     c.print_table(["", ""], rows, title="completion run", max_width=90)

@@ -106,11 +106,11 @@ def train_cmd(snap_dir: str | None, model_name: str, options: tuple[str, ...], o
     secs = time.perf_counter() - t0
     out = pred.save(Path(out_dir) if out_dir else default_model_dir())
     v = pred.validation
-    cov = f"coverage@{target_precision:g}"
     rows = [("model", model_name), ("snapshot", f"{snap.path} ({snap.fingerprint[:12]})"),
             ("train pairs", len(pred.split.pairs("train"))), ("held-out pairs", len(pred.split.pairs("valid"))),
-            ("held-out Hits@1", v.get("hits@1")), ("held-out MRR", v.get("mrr")), ("held-out ECE", v.get("ece")),
-            (f"held-out {cov}", v.get(cov)), ("epochs run", getattr(pred.model, "epochs_run", "—")),
+            ("held-out Hits@1", v.get("hits@1")), ("held-out MRR", v.get("mrr")), ("held-out ECE (cross-fitted)", v.get("ece")),
+            ("held-out precision at threshold (cross-fitted)", v.get("precision_at_threshold")),
+            ("held-out coverage at threshold (cross-fitted)", v.get("coverage_at_threshold")), ("epochs run", getattr(pred.model, "epochs_run", "—")),
             ("seconds", round(secs, 1)), ("saved to", str(out))]
     c.print_table(["", ""], [(k, f"{x:.4f}" if isinstance(x, float) else x) for k, x in rows], title="trained")
 

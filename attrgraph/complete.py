@@ -440,14 +440,20 @@ def _fit(snap: Any, cfg: CompletionConfig, say: Progress) -> Any:
 
 
 def _valid_top1(pred: Any) -> dict[str, np.ndarray]:
-    """Calibrated top-1 decisions on the held-out (valid) pairs of the fit: never training facts."""
-    valid = pred.split.pairs("valid")
-    if not len(valid):
-        return {"attribute": np.zeros(0, np.int64), "confidence": np.zeros(0), "correct": np.zeros(0, bool)}
-    raw = pred.model.score(valid)
-    scored = pred.calibrator.transform(raw) if pred.calibrator is not None else raw
-    t = scored.top1()
-    return {"attribute": t.attribute, "confidence": t.confidence, "correct": t.correct}
+    """Top-1 decisions on the held-out (valid) pairs of the fit, never training facts, calibrated and
+    thresholded out of fold (``gnn.metrics.cross_fitted_top1``): what the report's ECE, reliability and
+    precision-coverage show is measured on pairs the calibrator and the thresholds did not see."""
+    from gnn.metrics import cross_fitted_top1
+
+    cf = getattr(pred, "cross_fitted", None)
+    if cf is None:  # a predictor saved before cross-fitting: cross-fit now
+        valid = pred.split.pairs("valid")
+        if not len(valid):
+            z = np.zeros(0, bool)
+            return {"attribute": np.zeros(0, np.int64), "confidence": np.zeros(0), "correct": z, "accepted": z}
+        cf = cross_fitted_top1(pred.model.score(valid), pred.config.get("calibration", "isotonic"),
+                               pred.abstention.target, groups=pred.split.product, seed=pred.config.get("seed", 0))
+    return {"attribute": cf.attribute, "confidence": cf.confidence, "correct": cf.correct, "accepted": cf.accepted}
 
 
 def _model_version(cfg: CompletionConfig, fingerprint: str, fitted_at: str) -> str:
@@ -490,6 +496,8 @@ def choose_model(snap: Any, cfg: CompletionConfig, model_dir: Path, say: Progres
                     say(f"model: {action} {meta['version']} ({share:.1%} new facts)")
                     pred = pred.rebind(snap)
                     vt = dict(np.load(model_dir / "valid_top1.npz"))
+                    if "accepted" not in vt:  # saved before the calibration was cross-fitted
+                        vt = _valid_top1(pred)
                     return ModelChoice(pred, meta["version"], action,
                                        f"{share:.2%} of the facts are new (below {cfg.retrain_share:.1%})", vt, share)
                 except (CompletionError, GnnError, OSError, ValueError) as e:
@@ -1036,8 +1044,12 @@ class _Run:
             pc = precision_coverage(vt["confidence"], vt["correct"])
             m["valid_pairs"] = int(len(vt["confidence"]))
             m["valid_top1_accuracy"] = float(np.mean(vt["correct"]))
-            m["valid_ece"] = expected_calibration_error(vt["confidence"], vt["correct"])
-            m["valid_coverage_at_target"] = pc.coverage_at(self.cfg.target_precision)
+            m["valid_ece"] = expected_calibration_error(vt["confidence"], vt["correct"])  # cross-fitted (_valid_top1)
+            m["valid_coverage_at_target"] = pc.coverage_at(self.cfg.target_precision)  # on the out-of-fold curve
+            if "accepted" in vt:  # the out-of-fold thresholds' decisions: what acceptance at the target really gives
+                ok, acc = np.asarray(vt["correct"], bool), np.asarray(vt["accepted"], bool)
+                m["valid_coverage_at_threshold"] = float(acc.mean())
+                m["valid_precision_at_threshold"] = float(ok[acc].mean()) if acc.any() else None
         acc = [w.p for w in written if w.verdict == "accept"]
         m["accepted_mean_p"] = float(np.mean(acc)) if acc else None
         m["expected_correct_accepted"] = float(np.sum(acc)) if acc else 0.0

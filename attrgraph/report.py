@@ -60,7 +60,7 @@ def _plots(run_dir: Path, vt: dict[str, np.ndarray], result: Any, target: float)
         fig, ax = plt.subplots(figsize=(5.5, 4.2))
         ax.plot(pc.coverage, pc.precision, lw=1.5)
         ax.axhline(target, color="grey", ls="--", lw=1, label=f"target {target:g}")
-        ax.set(xlabel="coverage", ylabel="precision", title="precision–coverage (held-out facts)",
+        ax.set(xlabel="coverage", ylabel="precision", title="precision–coverage (held-out, cross-fitted)",
                xlim=(0, 1), ylim=(max(0.0, float(pc.precision.min()) - 0.02), 1.005))
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
@@ -73,7 +73,7 @@ def _plots(run_dir: Path, vt: dict[str, np.ndarray], result: Any, target: float)
         fig, ax = plt.subplots(figsize=(5.5, 4.2))
         ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
         ax.plot(rb.confidence[used], rb.accuracy[used], marker="o", ms=3, label=f"ECE {rb.ece:.3f}")
-        ax.set(xlabel="calibrated top-1 probability", ylabel="accuracy", title="calibration (held-out facts)",
+        ax.set(xlabel="calibrated top-1 probability", ylabel="accuracy", title="calibration (held-out, cross-fitted)",
                xlim=(0, 1), ylim=(0, 1))
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
@@ -131,6 +131,11 @@ def write_report(result: Any, valid_top1: dict[str, np.ndarray], attribute_names
         L.append(f"- held-out pairs: {m['valid_pairs']}, top-1 accuracy {m['valid_top1_accuracy']:.3f}, "
                  f"ECE {m['valid_ece']:.3f}, coverage at precision {cfg.target_precision:g}: "
                  f"{m['valid_coverage_at_target']:.3f}")
+        if m.get("valid_precision_at_threshold") is not None:
+            L.append(f"- at the abstention thresholds: precision {m['valid_precision_at_threshold']:.3f}, coverage "
+                     f"{m['valid_coverage_at_threshold']:.3f} (target {cfg.target_precision:g})")
+        L.append("- calibration figures and plots are cross-fitted: each held-out pair is calibrated and thresholded "
+                 "by a calibrator and thresholds fitted on the other folds (5, by product), never on itself")
     else:
         L.append("- no held-out facts")
     if m.get("accepted_mean_p") is not None:

@@ -302,22 +302,86 @@ class IsotonicCalibration:
     the top): the order of the candidates, hence every rank, is unchanged. In the vector the mapped
     probability is kept within [1e-6, 1 - 1e-6]; :meth:`confidence` gives it unclipped."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bounded: bool = True, min_block: int = 50, bound: float = 0.95, slack: float = 0.02) -> None:
         self.model: Any = None
+        self.bounded, self.min_block, self.bound, self.slack = bounded, min_block, bound, slack
+        self.x_: np.ndarray | None = None  # knots of the final map (confidence -> probability)
+        self.y_: np.ndarray | None = None
+        self.blocks: list[dict[str, float]] = []  # per block: x range, n, correct, lower bound, stated p
 
     def fit(self, scores: PairScores) -> "IsotonicCalibration":
+        """Isotonic regression of correctness on the top-1 probability, then no block states more than its
+        evidence supports: blocks of fewer than ``min_block`` validation pairs are pooled with a neighbour;
+        a block of ``n`` pairs with ``k`` right states at most the one-sided ``bound`` Clopper-Pearson lower
+        bound of k/n plus ``slack`` (33 of 33 right: 0.933, not 1.0); blocks whose stated p would fall out of
+        order are pooled (so the map stays monotone). Between blocks the map is linear, as scikit-learn's."""
+        from scipy.stats import beta
         from sklearn.isotonic import IsotonicRegression
 
         t = scores.top1()
         if len(t.confidence) == 0:
             raise MetricsError("isotonic calibration needs at least one validation pair")
-        self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(t.confidence, t.correct.astype(float))
+        order = np.argsort(t.confidence, kind="stable")
+        x, ok = np.asarray(t.confidence, np.float64)[order], t.correct.astype(float)[order]
+        self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, ok)
+        if not self.bounded:  # scikit-learn's map as it is
+            self.x_, self.y_ = None, None
+            return self
+        fitted = self.model.predict(x)
+        starts = np.flatnonzero(np.r_[True, np.diff(fitted) != 0])  # contiguous runs of one fitted value
+        # blocks as [lo index, hi index (exclusive)], pooled while any is smaller than min_block
+        bl = [[int(a), int(b)] for a, b in zip(starts, np.r_[starts[1:], len(x)])]
+
+        def mean(b: list[int]) -> float:
+            return float(ok[b[0]:b[1]].mean())
+
+        while len(bl) > 1:
+            sizes = [b[1] - b[0] for b in bl]
+            i = int(np.argmin(sizes))
+            if sizes[i] >= self.min_block:
+                break
+            if i == 0:
+                j = 1
+            elif i == len(bl) - 1:
+                j = i - 1
+            else:  # the neighbour whose accuracy is closer
+                j = i - 1 if abs(mean(bl[i - 1]) - mean(bl[i])) <= abs(mean(bl[i + 1]) - mean(bl[i])) else i + 1
+            lo, hi = min(i, j), max(i, j)
+            bl[lo:hi + 1] = [[bl[lo][0], bl[hi][1]]]
+
+        def stated(b: list[int]) -> tuple[float, float]:
+            n, k = b[1] - b[0], int(ok[b[0]:b[1]].sum())
+            lb = float(beta.ppf(1 - self.bound, k, n - k + 1)) if k > 0 else 0.0
+            return min(k / n, lb + self.slack), lb
+
+        changed = True
+        while changed and len(bl) > 1:  # pool adjacent blocks out of order after the cap (PAVA on stated p)
+            changed = False
+            for i in range(len(bl) - 1):
+                if stated(bl[i])[0] > stated(bl[i + 1])[0]:
+                    bl[i:i + 2] = [[bl[i][0], bl[i + 1][1]]]
+                    changed = True
+                    break
+        xs, ys = [], []
+        self.blocks = []
+        for b in bl:
+            p, lb = stated(b)
+            xs += [x[b[0]], x[b[1] - 1]]
+            ys += [p, p]
+            self.blocks.append({"x_min": float(x[b[0]]), "x_max": float(x[b[1] - 1]), "n": b[1] - b[0],
+                                "correct": int(ok[b[0]:b[1]].sum()), "lower_bound": lb, "p": p})
+        self.x_, self.y_ = np.asarray(xs), np.asarray(ys)
         return self
 
     def confidence(self, confidence: np.ndarray) -> np.ndarray:
         if self.model is None:
             raise MetricsError("IsotonicCalibration is not fitted")
-        return np.asarray(self.model.predict(np.asarray(confidence, dtype=np.float64)), dtype=np.float64)
+        c = np.asarray(confidence, dtype=np.float64)
+        if getattr(self, "x_", None) is None:  # unbounded, or fitted before the bound existed
+            return np.asarray(self.model.predict(c), dtype=np.float64)
+        if len(self.x_) == 1:
+            return np.full(c.shape, float(self.y_[0]))
+        return np.interp(c, self.x_, self.y_)  # clips outside the knots, as out_of_bounds="clip"
 
     def transform(self, scores: PairScores) -> PairScores:
         def one(b: AttributeScores) -> np.ndarray:
@@ -387,6 +451,74 @@ def abstention_thresholds(validation: Top1, target: float = 0.98, *, min_pairs: 
         if m.sum() >= min_pairs:
             th[int(a)] = precision_coverage(validation.confidence[m], validation.correct[m]).threshold_at(target)
     return Abstention(th, default, target)
+
+
+@dataclass
+class CrossFitted:
+    """Out-of-fold decisions on held-out pairs: each pair's top-1 probability comes from a calibrator, and its
+    accept/abstain decision from thresholds, that were both fitted on the *other* folds' pairs -- so the ECE
+    and the precision at threshold they give are measurements, not the fit's own residue."""
+
+    attribute: np.ndarray  # int64 [M]
+    pairs: np.ndarray  # int64 [M]
+    confidence: np.ndarray  # float64 [M]: out-of-fold calibrated top-1 probability
+    correct: np.ndarray  # bool [M]
+    accepted: np.ndarray  # bool [M]: it reaches the threshold its fold's complement chose
+    fold: np.ndarray  # int64 [M]
+    folds: int
+    calibration: str
+    target: float
+
+    def summary(self, n_bins: int = 15) -> dict[str, Any]:
+        n, k = len(self.confidence), int(self.accepted.sum())
+        return {"folds": self.folds, "calibration": self.calibration, "pairs": n,
+                "ece": expected_calibration_error(self.confidence, self.correct, n_bins) if n else float("nan"),
+                "top1_accuracy": float(self.correct.mean()) if n else float("nan"),
+                "target_precision": self.target, "coverage_at_threshold": k / n if n else float("nan"),
+                "precision_at_threshold": float(self.correct[self.accepted].mean()) if k else float("nan"),
+                "accepted": k}
+
+
+def cross_fitted_top1(scores: PairScores, calibration: str = "isotonic", target: float = 0.98, *, folds: int = 5,
+                      groups: np.ndarray | None = None, seed: int = 0, min_pairs: int = 50) -> CrossFitted:
+    """K-fold cross-fitting of calibration and abstention thresholds on held-out ``scores``.
+
+    Pairs are cut into ``folds`` folds by ``groups[pair]`` (e.g. the pair's product, so that one product's
+    pairs stay together; default: the pair itself), seeded. For each fold a calibrator (``calibration``:
+    isotonic, temperature or none) and :func:`abstention_thresholds` are fitted on the other folds and
+    applied to it. The production calibrator is still the one fitted on all pairs; this measures how such
+    a calibrator does on pairs it never saw."""
+    raw = scores.top1()
+    n = len(raw.pairs)
+    g = np.asarray(groups)[raw.pairs] if groups is not None else raw.pairs
+    uniq, inv = np.unique(g, return_inverse=True)
+    fold = (np.random.default_rng(seed).permutation(len(uniq)) % max(1, folds))[inv].astype(np.int64)
+    conf = raw.confidence.astype(np.float64).copy()
+    correct = raw.correct.copy()
+    accepted = np.zeros(n, bool)
+    top_pair = int(raw.pairs.max()) + 1 if n else 0
+    sorter = np.argsort(raw.pairs, kind="stable")
+    for k in range(folds):
+        held = fold == k
+        if not held.any():
+            continue
+        rest_mask = np.zeros(top_pair, bool)
+        rest_mask[raw.pairs[~held]] = True
+        held_mask = np.zeros(top_pair, bool)
+        held_mask[raw.pairs[held]] = True
+        rest, part = scores.subset(rest_mask), scores.subset(held_mask)
+        cal = get_calibrator(calibration)
+        if rest.num_pairs == 0:  # a single fold: nothing to fit on; nothing is accepted
+            continue
+        if cal is not None:
+            cal.fit(rest)
+            rest, part = cal.transform(rest), cal.transform(part)
+        abst = abstention_thresholds(rest.top1(), target, min_pairs=min_pairs)
+        t = part.top1()
+        at = sorter[np.searchsorted(raw.pairs, t.pairs, sorter=sorter)]
+        conf[at], correct[at] = t.confidence, t.correct
+        accepted[at] = t.confidence >= abst.threshold(t.attribute)
+    return CrossFitted(raw.attribute, raw.pairs, conf, correct, accepted, fold, folds, calibration, target)
 
 
 # -- one report ----------------------------------------------------------------------------------------

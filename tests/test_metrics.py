@@ -9,7 +9,7 @@ import pytest
 
 from gnn.metrics import (
     AttributeScores, IsotonicCalibration, MetricsError, PairScores, TemperatureScaling, Top1, abstention_thresholds,
-    evaluate, expected_calibration_error, filtered_ranks, get_calibrator, plot_reliability, precision_coverage,
+    cross_fitted_top1, evaluate, expected_calibration_error, filtered_ranks, get_calibrator, plot_reliability, precision_coverage,
     rank_summary, reliability_bins,
 )
 
@@ -109,11 +109,66 @@ def test_isotonic_calibration_keeps_ranks_and_fixes_confidence() -> None:
     assert after["ece"] < 0.03 < before["ece"]
     b0, b1 = test.blocks[0].scores, out.blocks[0].scores
     assert np.array_equal(np.argsort(-b0, 1, kind="stable"), np.argsort(-b1, 1, kind="stable"))
-    assert (b1.max(1) > 1 - 1e-5).any()  # some tops map to ~1: the others still keep their order
+    assert b1.max() <= max(b["lower_bound"] + 0.02 for b in iso.blocks) + 1e-9  # bounded (next test)
+    sk = IsotonicCalibration(bounded=False).fit(val).transform(test).blocks[0].scores  # scikit-learn's map as is
+    assert (sk.max(1) > 1 - 1e-5).any()  # some tops map to ~1: the others still keep their order
+    assert np.array_equal(np.argsort(-b0, 1, kind="stable"), np.argsort(-sk, 1, kind="stable"))
     assert after["mrr"] == pytest.approx(before["mrr"]) and (b1.sum(1) <= 1 + 1e-9).all()
     assert get_calibrator("none") is None
     with pytest.raises(MetricsError, match="valid: none, temperature, isotonic"):
         get_calibrator("platt")
+
+
+def test_isotonic_blocks_state_no_more_than_their_evidence() -> None:
+    """33 of 33 right at the top is not p = 1: a block states at most its 95% lower bound + 0.02; blocks have
+    at least ``min_block`` pairs and the map stays monotone."""
+    rng = np.random.default_rng(0)
+    conf = np.r_[rng.uniform(0.3, 0.9, 600), np.full(33, 0.99)]
+    ok = np.r_[rng.random(600) < np.linspace(0.3, 0.9, 600)[np.argsort(np.argsort(conf[:600]))], np.ones(33, bool)]
+    n = len(conf)
+    sc = np.c_[conf, 1 - conf]
+    truth = np.where(ok, 0, 1)
+    ps = PairScores({0: AttributeScores(0, np.arange(n), sc, np.arange(n + 1), truth.astype(np.int64))}, ["a"])
+    iso = IsotonicCalibration(min_block=50).fit(ps)
+    assert all(b["n"] >= 50 for b in iso.blocks) and sum(b["n"] for b in iso.blocks) == n
+    assert all(b["p"] <= b["lower_bound"] + 0.02 + 1e-12 for b in iso.blocks)
+    assert all(b["p"] <= b["correct"] / b["n"] + 1e-12 for b in iso.blocks)
+    assert np.all(np.diff([b["p"] for b in iso.blocks]) >= 0)
+    top = iso.confidence(np.array([0.99, 1.0]))
+    assert top.max() == pytest.approx(iso.blocks[-1]["p"]) and top.max() < 0.99  # pooled, bounded: not 1
+    small = IsotonicCalibration(min_block=1).fit(ps)  # no pooling: the top block holds the 33 (and any run
+    b = small.blocks[-1]  # of right answers below them); all right: p = 0.05 ** (1/n) + 0.02, not 1
+    assert b["n"] >= 33 and b["correct"] == b["n"]
+    assert small.confidence(np.array([0.99]))[0] == pytest.approx(0.05 ** (1 / b["n"]) + 0.02, abs=1e-6)
+    assert np.all(np.diff(iso.confidence(np.linspace(0, 1, 101))) >= -1e-12)
+
+
+def test_cross_fitted_calibration_measures_what_an_in_sample_fit_hides() -> None:
+    """Isotonic regression fitted and graded on the same 1,000 pairs reports an ECE near 0; cross-fitted, each
+    pair is calibrated by the other folds only, and the ECE it reports is that of unseen pairs."""
+    val, test = _synthetic(1000, 2.0, seed=4), _synthetic(20000, 2.0, seed=5)
+    in_sample = evaluate(get_calibrator("isotonic").fit(val).transform(val), per_attribute=False)["ece"]
+    unseen = evaluate(get_calibrator("isotonic").fit(val).transform(test), per_attribute=False)["ece"]
+    groups = np.arange(1000) // 2  # two pairs per "product": they stay in one fold
+    cf = cross_fitted_top1(val, "isotonic", 0.9, folds=5, groups=groups, seed=0)
+    s = cf.summary()
+    assert in_sample < s["ece"] and abs(s["ece"] - unseen) < 0.03, (in_sample, s["ece"], unseen)
+    assert (cf.fold[0::2] == cf.fold[1::2]).all() and set(cf.fold.tolist()) == set(range(5))
+    # fold 0 by hand: calibrator and thresholds fitted on folds 1-4 only
+    held = cf.fold == 0
+    rest = np.ones(1000, bool)
+    rest[cf.pairs[held]] = False
+    cal = get_calibrator("isotonic").fit(val.subset(rest))
+    mine = cal.transform(val.subset(~rest)).top1()
+    at = np.searchsorted(cf.pairs, mine.pairs)
+    assert np.allclose(cf.confidence[at], mine.confidence)
+    th = abstention_thresholds(cal.transform(val.subset(rest)).top1(), 0.9).threshold(mine.attribute)
+    assert (cf.accepted[at] == (mine.confidence >= th)).all()
+    assert s["accepted"] == int(cf.accepted.sum()) and 0 < s["coverage_at_threshold"] < 1
+    assert s["precision_at_threshold"] == pytest.approx(cf.correct[cf.accepted].mean())
+    # no calibration: the raw confidences, thresholds still out of fold
+    raw = cross_fitted_top1(val, "none", 0.9, folds=5)
+    assert np.allclose(raw.confidence, val.top1().confidence)
 
 
 def test_abstention_thresholds_per_attribute() -> None:
