@@ -40,7 +40,7 @@ def _graph() -> Iterator[ProductGraph]:
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
                 max_width: int = 60) -> None:
-    t = Table(title=title, show_lines=False)
+    t = Table(title=title, show_lines=False, show_header=any(str(c) for c in columns))  # key/value tables: no empty header
     for c in columns:
         t.add_column(str(c), overflow="fold", max_width=max_width)
     for r in rows:
