@@ -1,4 +1,5 @@
-"""Completion: learn from every asserted fact, calibrate on held-out facts, rank what is missing.
+"""Completion: learn from the asserted facts (90% by default; the rest are held out), calibrate on the held-out
+facts, rank what is missing.
 
 :func:`fit_predictor` is the production counterpart of the evaluation protocol (``gnn.protocol``):
 

@@ -28,8 +28,8 @@ Training (no leakage): each epoch the training pairs are cut at random into *mes
 facts are edges of the graph, and *supervision* pairs, whose facts are removed from the graph and
 predicted; a share of products lose all their facts in an epoch (cold-start practice: only text,
 category and neighbours remain). Early stopping on the validation pairs, scored over a graph
-holding the training facts only. Seeds fixed; full batch by default; ``batch_size`` switches to
-mini-batches of supervision products with the pure-torch neighbour sampler (``gnn.sampler``).
+holding the training facts only. Seeds fixed; mini-batches of ``batch_size`` (512) supervision products with the pure-torch neighbour
+sampler (``gnn.sampler``) by default; ``batch_size=0`` trains full batch.
 """
 
 from __future__ import annotations
