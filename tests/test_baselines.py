@@ -8,13 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests._deps import need
+
 from gnn.baselines import BASELINES, BaselineError, MajorityBaseline, _fact_rows, get_baseline
 from gnn.metrics import evaluate
 from gnn.protocol import TEST, TRAIN, ProtocolError, make_split
 from gnn.snapshot import Snapshot, load_snapshot
 from tests.test_protocol import write_snapshot
 
-pytest.importorskip("sklearn")
+need("sklearn")
 
 
 def planted(n: int = 240, seed: int = 0) -> list[dict[str, Any]]:

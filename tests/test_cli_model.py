@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+
+from tests._deps import need
 from click.testing import CliRunner
 
-pytest.importorskip("torch_geometric")
+need("torch_geometric")
 
 from attrgraph.cli import cli  # noqa: E402
 from graph import Neo4jSettings  # noqa: E402

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests._deps import need
 from click.testing import CliRunner
 
 from attrgraph.cli import cli
@@ -395,7 +397,7 @@ def test_cli_complete_runs_review_and_no_credentials_in_output(small: ProductGra
 # -- the default model, end to end ---------------------------------------------------------------------------
 @pytest.mark.slow
 def test_default_gnn_path_end_to_end(empty_graph: ProductGraph, sample_records: list[dict], tmp_path: Path) -> None:
-    pytest.importorskip("torch_geometric")
+    need("torch_geometric")
     g = empty_graph
     ingest_records(g, tmp_path, sample_records[:400], "base")
     cfg = CompletionConfig(encoder="char-svd", threads=1, rules=["myntra"], review_min_p=0.3,

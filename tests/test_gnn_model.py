@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("torch_geometric")
+from tests._deps import need
+
+need("torch")
+need("torch_geometric")
 
 from gnn.baselines import _fit_pairs  # noqa: E402
 from gnn.completion import CompletionPredictor, get_model  # noqa: E402

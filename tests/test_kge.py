@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("pykeen")
+from tests._deps import need
+
+need("pykeen")
 
 from gnn.errors import KgeError  # noqa: E402
 from gnn.kge import KgeConfig, KgeModel, evaluate_ranking, split_triples, train_kge, triples_from_snapshot  # noqa: E402
@@ -82,7 +84,7 @@ def test_planted_value_is_ranked_first(planted, model: str, min_hits1: float) ->
 
 def test_type_restriction_and_filtering() -> None:
     """A hand-made scorer: ranks must count only same-group candidates, never other true answers."""
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
 
     class Fixed:
         num_entities = 6

@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("torch_geometric")
+from tests._deps import need
+
+need("torch")
+need("torch_geometric")
 
 from gnn.mentions import mention_matrix, tokens  # noqa: E402
 from gnn.model import GnnCompletionModel  # noqa: E402

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._deps import need
+
 from gnn.metrics import (
     AttributeScores, IsotonicCalibration, MetricsError, PairScores, TemperatureScaling, Top1, abstention_thresholds,
     cross_fitted_top1, evaluate, expected_calibration_error, filtered_ranks, get_calibrator, plot_reliability, precision_coverage,
@@ -189,7 +191,7 @@ def test_abstention_thresholds_per_attribute() -> None:
 
 
 def test_reliability_plot_is_written(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    need("matplotlib")
     t = _synthetic(500, 1.0, seed=4).top1()
     p = plot_reliability({"m": (t.confidence, t.correct)}, tmp_path / "r.png")
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000

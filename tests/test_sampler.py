@@ -6,8 +6,10 @@ from collections import Counter
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("torch_geometric")
+from tests._deps import need
+
+torch = need("torch")
+need("torch_geometric")
 
 import torch_geometric.transforms as T  # noqa: E402
 from torch_geometric.data import Data, HeteroData  # noqa: E402

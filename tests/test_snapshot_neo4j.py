@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._deps import need
+
 from gnn.errors import SnapshotError
 from gnn.snapshot import NODE_TYPES, load_snapshot
 from graph import ProductGraph
@@ -71,7 +73,7 @@ def test_stable_ids_and_fingerprint(empty_graph: ProductGraph, tmp_path: Path) -
 
 
 def test_hetero_data(empty_graph: ProductGraph, tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     empty_graph.ingest(write_jsonl(tmp_path / "c.jsonl", ROWS), mapping=M)
     export_snapshot(empty_graph.client, tmp_path / "snap")
     snap = load_snapshot(tmp_path / "snap")

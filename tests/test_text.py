@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
+from tests._deps import need
+
+need("torch")
+need("transformers")
 
 from gnn.errors import EncoderError  # noqa: E402
 from gnn.text import (ENCODERS, CharNgramSvdEncoder, EmbeddingCache, StaticEncoder, default_model_path,  # noqa: E402
@@ -49,7 +51,7 @@ def test_minilm_loads_offline_and_matches_sentence_transformers(no_network, monk
     v = enc.encode(TITLES)
     assert v.shape == (5, 384) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
-    st = pytest.importorskip("sentence_transformers")
+    st = need("sentence_transformers")
     ref = st.SentenceTransformer(str(default_model_path()), device="cpu").encode(TITLES, normalize_embeddings=True)
     assert np.min(np.sum(v * ref, axis=1)) > 0.999  # the same model and pooling
     # semantics: the two Nike shoes are closer to each other than to lip gloss
