@@ -558,10 +558,11 @@ def judge_slots(slots: list[dict[str, Any]], ctx: kb.Context, cfg: CompletionCon
     counts: Counter = Counter()
     kept_slots = []
     for s in slots:
-        cands = [c for c in s["candidates"] if (s["product"], s["attribute"], c["norm"]) not in rejected]
+        ranks = [j for j, c in enumerate(s["candidates"]) if (s["product"], s["attribute"], c["norm"]) not in rejected]
+        cands = [s["candidates"][j] for j in ranks]
         counts["review_rejected"] += len(s["candidates"]) - len(cands)
         if cands:
-            kept_slots.append({**s, "candidates": cands})
+            kept_slots.append({**s, "candidates": cands, "ranks": ranks})
         else:
             counts["abstained"] += 1
     preds = kb.Predictions.from_ranked(
@@ -587,9 +588,20 @@ def judge_slots(slots: list[dict[str, Any]], ctx: kb.Context, cfg: CompletionCon
             continue
         c = s["candidates"][pick]
         i = row + pick
+        rank = s["ranks"][pick]  # in the model's ranking (a reviewer's rejection removes candidates above it)
         th = s["threshold"]
         viol = [r.message for r in verdicts.reasons(i)]
-        if status[i] == 0 and c["p"] >= th:
+        if rank > 0 and c["p"] >= cfg.review_min_p:
+            # only the top-1 probability is calibrated (and thresholded): a lower-ranked pick, after a rule or a
+            # reviewer ruled out the candidates above it, is never accepted on its own
+            verdict = "needs_review"
+            viol.append(f"rank {rank + 1} in the model's ranking: the candidates above it were ruled out, and only "
+                        f"top-1 probabilities are calibrated")
+        elif rank > 0:
+            counts["abstained"] += 1
+            row += n
+            continue
+        elif status[i] == 0 and c["p"] >= th:
             verdict = "accept"
         elif c["p"] >= cfg.review_min_p and (status[i] == 1 or c["p"] < th):
             verdict = "needs_review"
@@ -602,7 +614,7 @@ def judge_slots(slots: list[dict[str, Any]], ctx: kb.Context, cfg: CompletionCon
             row += n
             continue
         counts[verdict] += 1
-        chosen.append(Chosen(s, c, pick, verdict, viol, i))
+        chosen.append(Chosen(s, c, rank, verdict, viol, i))
         row += n
     cc = verdicts.counts() if len(preds) else {"accept": 0, "needs_review": 0, "reject": 0}
     return Judgement(chosen, counts, verdicts, cc)
