@@ -450,10 +450,12 @@ def _valid_top1(pred: Any) -> dict[str, np.ndarray]:
         valid = pred.split.pairs("valid")
         if not len(valid):
             z = np.zeros(0, bool)
-            return {"attribute": np.zeros(0, np.int64), "confidence": np.zeros(0), "correct": z, "accepted": z}
+            return {"attribute": np.zeros(0, np.int64), "confidence": np.zeros(0), "correct": z, "accepted": z,
+                    "pooled": z}
         cf = cross_fitted_top1(pred.model.score(valid), pred.config.get("calibration", "isotonic"),
                                pred.abstention.target, groups=pred.split.product, seed=pred.config.get("seed", 0))
-    return {"attribute": cf.attribute, "confidence": cf.confidence, "correct": cf.correct, "accepted": cf.accepted}
+    return {"attribute": cf.attribute, "confidence": cf.confidence, "correct": cf.correct, "accepted": cf.accepted,
+            "pooled": cf.pooled}
 
 
 def _model_version(cfg: CompletionConfig, fingerprint: str, fitted_at: str) -> str:
@@ -1062,6 +1064,9 @@ class _Run:
                 ok, acc = np.asarray(vt["correct"], bool), np.asarray(vt["accepted"], bool)
                 m["valid_coverage_at_threshold"] = float(acc.mean())
                 m["valid_precision_at_threshold"] = float(ok[acc].mean()) if acc.any() else None
+                pool = np.asarray(vt.get("pooled", np.zeros(len(acc), bool)), bool) & acc
+                m["valid_pooled_accepted"] = int(pool.sum())  # by the shared threshold of the rare attributes
+                m["valid_pooled_precision_at_threshold"] = float(ok[pool].mean()) if pool.any() else None
         acc = [w.p for w in written if w.verdict == "accept"]
         m["accepted_mean_p"] = float(np.mean(acc)) if acc else None
         m["expected_correct_accepted"] = float(np.sum(acc)) if acc else 0.0

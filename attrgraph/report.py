@@ -134,6 +134,9 @@ def write_report(result: Any, valid_top1: dict[str, np.ndarray], attribute_names
         if m.get("valid_precision_at_threshold") is not None:
             L.append(f"- at the abstention thresholds: precision {m['valid_precision_at_threshold']:.3f}, coverage "
                      f"{m['valid_coverage_at_threshold']:.3f} (target {cfg.target_precision:g})")
+        if m.get("valid_pooled_precision_at_threshold") is not None:
+            L.append(f"- of which accepted by the pooled threshold of the attributes with fewer than 50 held-out pairs: "
+                     f"{m['valid_pooled_accepted']}, precision {m['valid_pooled_precision_at_threshold']:.3f}")
         L.append("- calibration figures and plots are cross-fitted: each held-out pair is calibrated and thresholded "
                  "by a calibrator and thresholds fitted on the other folds (5, by product), never on itself")
     else:

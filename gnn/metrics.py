@@ -464,6 +464,7 @@ class CrossFitted:
     confidence: np.ndarray  # float64 [M]: out-of-fold calibrated top-1 probability
     correct: np.ndarray  # bool [M]
     accepted: np.ndarray  # bool [M]: it reaches the threshold its fold's complement chose
+    pooled: np.ndarray  # bool [M]: that threshold was the pooled one (an attribute with few held-out pairs)
     fold: np.ndarray  # int64 [M]
     folds: int
     calibration: str
@@ -476,7 +477,10 @@ class CrossFitted:
                 "top1_accuracy": float(self.correct.mean()) if n else float("nan"),
                 "target_precision": self.target, "coverage_at_threshold": k / n if n else float("nan"),
                 "precision_at_threshold": float(self.correct[self.accepted].mean()) if k else float("nan"),
-                "accepted": k}
+                "accepted": k, "pooled_pairs": int(self.pooled.sum()),
+                "pooled_precision_at_threshold": (float(self.correct[self.accepted & self.pooled].mean())
+                                                  if (self.accepted & self.pooled).any() else float("nan")),
+                "pooled_accepted": int((self.accepted & self.pooled).sum())}
 
 
 def cross_fitted_top1(scores: PairScores, calibration: str = "isotonic", target: float = 0.98, *, folds: int = 5,
@@ -496,6 +500,7 @@ def cross_fitted_top1(scores: PairScores, calibration: str = "isotonic", target:
     conf = raw.confidence.astype(np.float64).copy()
     correct = raw.correct.copy()
     accepted = np.zeros(n, bool)
+    pooled = np.zeros(n, bool)
     top_pair = int(raw.pairs.max()) + 1 if n else 0
     sorter = np.argsort(raw.pairs, kind="stable")
     for k in range(folds):
@@ -518,7 +523,8 @@ def cross_fitted_top1(scores: PairScores, calibration: str = "isotonic", target:
         at = sorter[np.searchsorted(raw.pairs, t.pairs, sorter=sorter)]
         conf[at], correct[at] = t.confidence, t.correct
         accepted[at] = t.confidence >= abst.threshold(t.attribute)
-    return CrossFitted(raw.attribute, raw.pairs, conf, correct, accepted, fold, folds, calibration, target)
+        pooled[at] = ~np.isin(t.attribute, np.fromiter(abst.thresholds, np.int64, len(abst.thresholds)))
+    return CrossFitted(raw.attribute, raw.pairs, conf, correct, accepted, pooled, fold, folds, calibration, target)
 
 
 # -- one report ----------------------------------------------------------------------------------------

@@ -168,6 +168,9 @@ def test_cross_fitted_calibration_measures_what_an_in_sample_fit_hides() -> None
     assert (cf.accepted[at] == (mine.confidence >= th)).all()
     assert s["accepted"] == int(cf.accepted.sum()) and 0 < s["coverage_at_threshold"] < 1
     assert s["precision_at_threshold"] == pytest.approx(cf.correct[cf.accepted].mean())
+    assert s["pooled_pairs"] == 0  # one attribute with 800 pairs in each fit: its own threshold
+    few = cross_fitted_top1(val, "isotonic", 0.9, folds=5, min_pairs=10_000)  # every threshold is the pooled one
+    assert few.pooled.all() and few.summary()["pooled_accepted"] == few.summary()["accepted"]
     # no calibration: the raw confidences, thresholds still out of fold
     raw = cross_fitted_top1(val, "none", 0.9, folds=5)
     assert np.allclose(raw.confidence, val.top1().confidence)
