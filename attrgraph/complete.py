@@ -653,6 +653,41 @@ def rules_passed(ctx: kb.Context, verdicts: Any, rows: Sequence[int], attributes
 
 
 # -- explanations -----------------------------------------------------------------------------------------
+def model_explanations(pred: Any, snap: Any, items: list[tuple[int, str, int]]) -> list[dict[str, Any] | None]:
+    """Per (product id, attribute name, chosen value or brand node): the model's own account of its score
+    (``GnnCompletionModel.explain``: margin over the runner-up split into decoder, text prior and mentions;
+    the text features that moved the prior), with the runner-up named; None for a model without one."""
+    from gnn.errors import GnnError
+
+    out: list[dict[str, Any] | None] = [None] * len(items)
+    model = getattr(pred, "model", None)
+    if model is None or not hasattr(model, "explain") or not items:
+        return out
+    sp = pred.split
+    by_attr: dict[str, list[int]] = defaultdict(list)
+    for i, (_, a, _) in enumerate(items):
+        by_attr[a].append(i)
+    for name, rows in by_attr.items():
+        try:
+            a = sp.attribute_id(name)
+        except GnnError:  # an attribute the model does not know (ProtocolError)
+            continue
+        cands = np.asarray(sp.candidates(a))
+        pos = {int(c): j for j, c in enumerate(cands.tolist())}
+        keep = [i for i in rows if int(items[i][2]) in pos]
+        if not keep:
+            continue
+        res = model.explain(a, np.array([items[i][0] for i in keep], np.int64),
+                            np.array([pos[int(items[i][2])] for i in keep], np.int64))
+        recs = snap.nodes["brand" if name == wb.BRAND else "value"]
+        for i, d in zip(keep, res):
+            if d:
+                r = recs[int(cands[d["runner_up"]])]
+                d["runner_up"] = r.get("name") or r.get("value") or r.get("key") or r.get("norm")
+            out[i] = d or None
+    return out
+
+
 class Explainer:
     """Neighbouring products that carry a predicted value, and the text that mentions it."""
 
@@ -964,7 +999,7 @@ class _Run:
                                                               "review_rejected")})
             counts["accepted"] = counts.pop("accept")
         with st("explain"):
-            rows, written_preds = self._explain(snap, ctx, jd)
+            rows, written_preds = self._explain(snap, ctx, jd, pred)
         model_version = mc.version
         metrics = self._metrics(pred, mc, jd, written_preds)
         if self.dry_run:
@@ -1013,7 +1048,8 @@ class _Run:
                 pass
         return result
 
-    def _explain(self, snap: Any, ctx: kb.Context, jd: Judgement) -> tuple[list[wb.PredictionRow], list[WrittenPrediction]]:
+    def _explain(self, snap: Any, ctx: kb.Context, jd: Judgement, pred: Any = None
+                 ) -> tuple[list[wb.PredictionRow], list[WrittenPrediction]]:
         cfg = self.cfg
         ex = Explainer(snap, cfg.evidence_neighbours)
         pidx, vidx, bidx = snap.index["product"], snap.index["value"], snap.index["brand"]
@@ -1024,20 +1060,24 @@ class _Run:
             node = bidx[c.cand["norm"]] if a == wb.BRAND else vidx[(a, c.cand["norm"])]
             items.append((p, a, node))
         nbs = ex.neighbours(items)
+        used = model_explanations(pred, snap, items)
         passed = rules_passed(ctx, jd.verdicts, [c.row for c in jd.chosen], [c.slot["attribute"] for c in jd.chosen])
         cats = snap.nodes["category"]
         rows, out = [], []
         from gnn.protocol import leaf_categories
 
         leaf = leaf_categories(snap)
-        for c, (p, a, node), (nb, support), rp in zip(jd.chosen, items, nbs, passed):
+        for c, (p, a, node), (nb, support), rp, mu in zip(jd.chosen, items, nbs, passed, used):
             forms = [c.cand["value"], c.cand["norm"]]
             text = ex.text_evidence(p, dict.fromkeys(forms))
             th = c.slot["threshold"]
             expl = {"value": c.cand["value"], "p": round(c.cand["p"], 4), "rank": c.rank,
                     "threshold": th if np.isfinite(th) else None, "verdict": c.verdict,
-                    "neighbours": nb, "support": support, "rules_passed": rp, "violations": c.violations,
-                    "text_evidence": text, "model": cfg.model}
+                    # what the model computed (gnn: its logit margin over the runner-up, split exactly into its
+                    # parts, and the text features that moved its prior most); the neighbours below are
+                    # examples of products carrying the value, not what the model read
+                    "model_used": mu, "neighbours": nb, "neighbours_are": "examples", "support": support,
+                    "rules_passed": rp, "violations": c.violations, "text_evidence": text, "model": cfg.model}
             rec = snap.nodes["product"][p]
             rows.append(wb.PredictionRow(c.slot["product"], a, c.cand["norm"], c.cand["p"], c.rank, c.verdict,
                                          th if np.isfinite(th) else None, tuple(rp), tuple(c.violations),

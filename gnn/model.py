@@ -950,6 +950,100 @@ class GnnCompletionModel(Baseline):
                 out[lo: lo + len(p)] = torch.softmax(s, dim=1).numpy()
         return out
 
+    def feature_names(self) -> list[str]:
+        """Names of the TF-IDF matrix's columns: word n-grams, ``title~<chars>`` character n-grams of the
+        title, ``<property>=<level>`` property tokens (in the matrix's order)."""
+        names = [str(x) for x in self.vectorizer.get_feature_names_out()] if getattr(self, "vectorizer", None) else []
+        cv = getattr(self, "char_vectorizer", None)
+        if cv is not None:
+            names += [f"title~{x}" for x in cv.get_feature_names_out()]
+        pt = getattr(self, "property_tokens", None)
+        if pt is not None and len(pt.vocabulary):
+            inv = sorted(pt.vocabulary, key=pt.vocabulary.get)
+            names += inv
+        return names
+
+    def explain(self, attribute: int, products: np.ndarray, chosen: np.ndarray, *, top_tokens: int = 5
+                ) -> list[dict[str, Any]]:
+        """What the score of candidate ``chosen[i]`` (local position) of product ``products[i]`` is made of, as
+        the model computed it: its logit margin over the best other candidate (the runner-up), split exactly
+        into the decoder (``gnn``: text embeddings, graph neighbourhood, learned embeddings, the value's
+        bias), the weighted text prior (``text_prior``) and the weighted mentions in the title and the
+        description; and the text features (TF-IDF n-grams, title character n-grams, property tokens) that
+        push the prior's classifier most towards the chosen value rather than the runner-up (x * (w_c - w_r)).
+        An attribute the prior alone ranks (chosen on validation) has only ``text_prior``."""
+        torch = _torch()
+        products = np.asarray(products, dtype=np.int64)
+        chosen = np.asarray(chosen, dtype=np.int64)
+        sp = self.split
+        if len(products) == 0 or sp.num_candidates(attribute) < 2:
+            return [{} for _ in range(len(products))]
+        row = self._attr_row(attribute)
+        known = not bool(self.__dict__.get("_attr_new", np.zeros(attribute + 1, bool))[attribute])
+        prior_only = known and row in self.__dict__.get("prior_only", ())
+        parts: dict[str, np.ndarray] = {}
+        with torch.no_grad():
+            lp = self._prior(attribute, products) if self.net.prior_w is not None or prior_only else None
+            if prior_only:
+                parts["text_prior"] = lp.numpy().astype(np.float64)
+            else:
+                e = self._embeddings(getattr(self, "_hidden", ()))
+                K = e["K"][int(sp.cand_indptr[attribute]): int(sp.cand_indptr[attribute + 1])]
+                p = torch.as_tensor(products)
+                parts["gnn"] = self.net.logits(e["q"][p], row, K, self._cand_bias_for(attribute)).numpy().astype(np.float64)
+                if self.net.prior_w is not None:
+                    parts["text_prior"] = (self.net.prior_w[row] * lp).numpy().astype(np.float64)
+                if getattr(self.net, "mention_w", None) is not None:
+                    m = (self._mention(attribute, products) * self.net.mention_w[row]).numpy().astype(np.float64)
+                    for j, name in enumerate(("title_mention", "description_mention")[: m.shape[-1]]):
+                        parts[name] = m[..., j]
+        total = sum(parts.values())
+        r = np.arange(len(products))
+        masked = total.copy()
+        masked[r, chosen] = -np.inf
+        runner = masked.argmax(1)
+        tokens = self._prior_tokens(attribute, products, chosen, runner, top_tokens) if lp is not None else None
+        out = []
+        for i in range(len(products)):
+            d: dict[str, Any] = {"runner_up": int(runner[i]), "margin": round(float(total[i, chosen[i]] - total[i, runner[i]]), 4),
+                                 "parts": {k: round(float(v[i, chosen[i]] - v[i, runner[i]]), 4) for k, v in parts.items()}}
+            if prior_only:
+                d["prior_only"] = True
+            if tokens is not None:
+                d["text_features"] = tokens[i]
+            out.append(d)
+        return out
+
+    def _prior_tokens(self, attribute: int, products: np.ndarray, chosen: np.ndarray, runner: np.ndarray, k: int
+                      ) -> list[list[list[Any]]]:
+        """Per product, the ``k`` text features with the largest x * (w_chosen - w_runner_up) in the prior's
+        (refitted) classifier, as [name, contribution]; empty where the classifier is not a weight matrix."""
+        m = self.prior.models[-1].get(self._attr_row(attribute)) if getattr(self, "prior", None) is not None else None
+        cmap = self.__dict__.get("_cand_map")
+        if not isinstance(m, tuple) or cmap is not None:  # (a rebound model's renumbered candidates: not mapped)
+            return [[] for _ in products]
+        W, _, classes = m
+        col = {int(c): j for j, c in enumerate(classes.tolist())}
+        names = self._runtime.get("feature_names")  # (the runtime is not saved with the model)
+        if names is None:
+            names = self._runtime["feature_names"] = self.feature_names()
+        X = self._runtime["tfidf_csr"][products]
+        Wc = W.tocsc()
+        out = []
+        for i in range(len(products)):
+            lo, hi = X.indptr[i], X.indptr[i + 1]
+            f, x = X.indices[lo:hi], X.data[lo:hi]
+            if not len(f) or int(chosen[i]) not in col:
+                out.append([])
+                continue
+            wc = np.asarray(Wc[:, col[int(chosen[i])]].todense()).ravel()[f]
+            wr = np.asarray(Wc[:, col[int(runner[i])]].todense()).ravel()[f] if int(runner[i]) in col else 0.0
+            contrib = x * (wc - wr)
+            top = np.argsort(-contrib)[:k]
+            out.append([[names[f[t]] if f[t] < len(names) else int(f[t]), round(float(contrib[t]), 4)]
+                        for t in top if contrib[t] > 0])
+        return out
+
     def _prior(self, attribute: int, products: np.ndarray, *, training: bool = False) -> Any:
         """float [M, C_a]: the cross-fitted text prior's log-probabilities (``gnn.prior``): out-of-fold
         for training facts; both folds' classifiers averaged when scoring facts neither was fitted on."""

@@ -407,6 +407,14 @@ def test_default_gnn_path_end_to_end(empty_graph: ProductGraph, sample_records: 
     r1 = complete(g, config=cfg)
     assert r1.status == "committed" and r1.model == "gnn" and r1.model_action == "trained"
     assert r1.counts["written"] > 0 and r1.metrics["valid_pairs"] > 0
+    # the held-out calibration figures are cross-fitted, and each stored explanation carries the model's own
+    # account: the chosen value's logit margin over a named runner-up, split exactly into its parts
+    assert 0 <= r1.metrics["valid_ece"] <= 1 and r1.metrics["validation"]["cross_fitted"]["folds"] == 5
+    stored = wb.predictions(g.client, run_id=r1.run_id, limit=100_000)
+    used = [json.loads(p.explanation)["model_used"] for p in stored]
+    assert all(u and u["runner_up"] for u in used)
+    assert all(abs(sum(u["parts"].values()) - u["margin"]) < 2e-3 for u in used)
+    assert {json.loads(p.explanation)["neighbours_are"] for p in stored} == {"examples"}
     ingest_records(g, tmp_path, sample_records[400:404], "new")
     r2 = complete(g, config=cfg)
     assert r2.model_action == "rebound" and r2.mode == "incremental"

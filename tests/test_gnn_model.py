@@ -387,6 +387,35 @@ def test_per_attribute_choice_between_the_model_and_its_text_prior_on_valid(snap
     assert off.selection == {} and off.prior_only == set()
 
 
+def test_explain_splits_the_chosen_values_margin_exactly(snap: Snapshot, split: Any) -> None:
+    """The explanation is the model's own arithmetic: the chosen value's logit margin over the runner-up is
+    the sum of its parts (decoder, weighted prior, weighted mentions), and the text features named are those
+    that push the prior's classifier towards the chosen value -- for size, the title word that decides it."""
+    m = GnnCompletionModel(**{**FAST, "text_prior": True, "epochs": 10, "select_by_valid": False}).fit(snap, split)
+    a = split.attribute_id("size")
+    test = split.pairs("test")
+    prods = split.product[test[split.attribute[test] == a]][:20]
+    probs = m._score_attribute(a, prods)
+    chosen = probs.argmax(1)
+    ex = m.explain(a, prods, chosen)
+    cands = [snap.nodes["value"][c]["norm"] for c in split.candidates(a)]
+    for i, d in enumerate(ex):
+        r = d["runner_up"]
+        assert r != chosen[i] and probs[i, r] == max(probs[i, j] for j in range(len(cands)) if j != chosen[i])
+        assert d["margin"] == pytest.approx(np.log(probs[i, chosen[i]] / probs[i, r]), abs=2e-3)
+        assert sum(d["parts"].values()) == pytest.approx(d["margin"], abs=2e-3)
+        assert set(d["parts"]) == {"gnn", "text_prior", "title_mention", "description_mention"}
+        title = snap.nodes["product"][prods[i]]["title"]
+        word = next(w for w in title.split() if w.startswith("zq"))
+        if cands[chosen[i]] == ["s", "m", "l"][int(word[2])]:  # right: the deciding word is the top feature
+            assert d["text_features"] and d["text_features"][0][0] == word and d["text_features"][0][1] > 0
+    m.prior_only = {a}
+    m._cache = {}
+    (d,) = m.explain(a, prods[:1], chosen[:1])
+    assert d["prior_only"] and set(d["parts"]) == {"text_prior"}
+    assert m.explain(a, np.zeros(0, np.int64), np.zeros(0, np.int64)) == []
+
+
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_padded_loss_equals_the_per_attribute_loss(tmp_path: Path, smoothing: float) -> None:
     """Small attributes are scored together over padded candidate lists: the same loss (and gradient) as
