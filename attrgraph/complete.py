@@ -681,7 +681,7 @@ def model_explanations(pred: Any, snap: Any, items: list[tuple[int, str, int]]) 
                             np.array([pos[int(items[i][2])] for i in keep], np.int64))
         recs = snap.nodes["brand" if name == wb.BRAND else "value"]
         for i, d in zip(keep, res):
-            if d:
+            if "runner_up" in d:
                 r = recs[int(cands[d["runner_up"]])]
                 d["runner_up"] = r.get("name") or r.get("value") or r.get("key") or r.get("norm")
             out[i] = d or None

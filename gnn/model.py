@@ -976,8 +976,10 @@ class GnnCompletionModel(Baseline):
         products = np.asarray(products, dtype=np.int64)
         chosen = np.asarray(chosen, dtype=np.int64)
         sp = self.split
-        if len(products) == 0 or sp.num_candidates(attribute) < 2:
-            return [{} for _ in range(len(products))]
+        if len(products) == 0:
+            return []
+        if sp.num_candidates(attribute) < 2:  # nothing to choose between
+            return [{"only_candidate": True} for _ in range(len(products))]
         row = self._attr_row(attribute)
         known = not bool(self.__dict__.get("_attr_new", np.zeros(attribute + 1, bool))[attribute])
         prior_only = known and row in self.__dict__.get("prior_only", ())
