@@ -623,7 +623,8 @@ def judge_slots(slots: list[dict[str, Any]], ctx: kb.Context, cfg: CompletionCon
 
 
 def rules_passed(ctx: kb.Context, verdicts: Any, rows: Sequence[int], attributes: Sequence[str]) -> list[list[str]]:
-    """Per row: the ids of the rules that applied to it (scope and attribute) and were not broken."""
+    """Per row: the ids of the rules that applied to it (scope and attribute), could have fired on it
+    (``Compiled.could_fire``: a rule that no value of the slot could break is no evidence) and were not broken."""
     if not len(rows):
         return []
     krows = verdicts.rows
@@ -634,14 +635,14 @@ def rules_passed(ctx: kb.Context, verdicts: Any, rows: Sequence[int], attributes
     for k, c in enumerate(ctx.compiled):
         ment = {a for a, _ in c.rule.rule_type.mentions(c.rule.params)}
         scope_ok = krows.take_category(c.scope, False) if c.scope is not None else None
-        info.append((k, c.rule.id, c.rule.type, ment, scope_ok))
+        info.append((k, c.rule.id, c.rule.type, ment, scope_ok, c.could_fire(krows)))
     out = []
     for i, attr in zip(rows, attributes):
         ids = []
-        for k, rid, typ, ment, scope_ok in info:
+        for k, rid, typ, ment, scope_ok, teeth in info:
             if k in violated.get(i, ()):
                 continue
-            if scope_ok is not None and not scope_ok[i]:
+            if (scope_ok is not None and not scope_ok[i]) or not teeth[i]:
                 continue
             if typ == "brand_category" and attr != wb.BRAND:
                 continue

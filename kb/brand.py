@@ -87,6 +87,15 @@ class _BrandCategory(Compiled):
         unknown = ~known
         return sel & (unknown | (judged & (seen < self.p.min_products)))
 
+    def _could_fire(self, rows: Rows) -> np.ndarray:
+        """Only on brand rows of a categorised product whose brand is unknown or established (enough products
+        to judge where it belongs)."""
+        sel = rows.is_brand & (rows.product >= 0) & (rows.category >= 0)
+        known = rows.brand >= 0
+        total = np.zeros(len(rows), np.int64)
+        total[known] = self.totals[rows.brand[known]]
+        return sel & (~known | ((total - (1 if rows.audit else 0)) >= self.p.min_brand_products))
+
     def details(self, rows: Rows, i: int) -> dict[str, Any]:
         r = rows.row(i)
         part = int(self.part[r.category[0]])

@@ -114,6 +114,14 @@ class _Cardinality(Compiled):
         out[idx] = bad
         return out
 
+    def _could_fire(self, rows: Rows) -> np.ndarray:
+        """Only where the product already holds as many values of the functional attribute as allowed."""
+        out = rows.is_value & rows.take_attribute(self.functional, False)
+        idx = np.flatnonzero(out)
+        n = self.ctx.n_asserted(rows.product[idx], rows.attribute[idx])
+        out[idx] = (n - 1 if rows.audit else n) >= self.p.max
+        return out
+
     def details(self, rows: Rows, i: int) -> dict[str, Any]:
         v = int(rows.value[i])
         facts = self.ctx.product_facts(int(rows.product[i]), int(rows.attribute[i]))

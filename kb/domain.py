@@ -115,6 +115,16 @@ class _Domain(Compiled):
             ok = rows.per_value(self.vocab, self._ok, False)
         return sel & ~ok
 
+    def _could_fire(self, rows: Rows) -> np.ndarray:
+        """Only on attributes with at least one value of the catalog that fails the rule (a count-based rule
+        with min_count 1 fails no value the catalog has: a model choosing among known values cannot break it)."""
+        va = self.ctx.values
+        bad = (va.count < self.p.known_min_count) if self.p.test is None else ~np.asarray(self.vocab, bool)
+        has_bad = np.zeros(len(self.ctx.attributes), bool)
+        ok = (va.attr >= 0) & bad
+        has_bad[va.attr[ok]] = True
+        return rows_with_attributes(rows, self.p.attributes, self.attrs) & rows.take_attribute(has_bad, False)
+
     def details(self, rows: Rows, i: int) -> dict[str, Any]:
         if self.p.test is not None:
             return {}

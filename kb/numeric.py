@@ -215,6 +215,10 @@ class _Numeric(Compiled):
             table[a] = self.expected_unit(a)
         return sel, q, u, rows.take_attribute(table, -1)
 
+    def _could_fire(self, rows: Rows) -> np.ndarray:
+        """Only on rows whose value is a quantity of a targeted attribute."""
+        return self._rows_state(rows)[0]
+
     def _check(self, rows: Rows) -> np.ndarray:
         sel, q, u, exp = self._rows_state(rows)
         wrong_unit = sel & (exp >= 0) & (u != exp)

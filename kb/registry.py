@@ -87,6 +87,19 @@ class Compiled:
     def _check(self, rows: "Rows") -> np.ndarray:
         raise NotImplementedError
 
+    def could_fire(self, rows: "Rows") -> np.ndarray:
+        """(N,) bool: the rows on which the rule had teeth -- some value in this slot could have broken it
+        (a functional attribute's slot that already holds a value; a measure whose range is known; an
+        established brand). A rule that passes a row it could never have failed is not evidence for it.
+        By default every row in the rule's scope."""
+        mask = self._could_fire(rows)
+        if self.scope is not None:
+            mask &= rows.take_category(self.scope, False)
+        return mask
+
+    def _could_fire(self, rows: "Rows") -> np.ndarray:
+        return np.ones(len(rows), bool)
+
     def details(self, rows: "Rows", i: int) -> dict[str, Any]:
         """Row-specific fields for the message of row ``i`` (a violation)."""
         return {}

@@ -463,3 +463,26 @@ def test_million_scale_shapes_are_vectorised() -> None:
     seen: dict[tuple, int] = {}
     for p, a, x, s in zip(prods.tolist(), attrs.tolist(), vals.tolist(), v.status.tolist()):
         assert seen.setdefault((p, a, x), s) == s
+
+
+# -- could a rule have fired? ------------------------------------------------------------------------------
+def _teeth(cat: Catalog, rule: object, rows: list[tuple]) -> list[bool]:
+    ctx = Context(cat, RuleSet([rule]))
+    preds = Predictions.from_dicts([{"product": p, "attribute": a, "value": v, "score": 0.5} for p, a, v in rows])
+    return ctx.compiled[0].could_fire(validate(preds, ctx).rows).tolist()
+
+
+def test_a_rule_has_teeth_only_where_some_value_could_break_it() -> None:
+    """'Rules passed' lists only rules that could have fired: a functional attribute on an empty slot, a
+    count-1 known-value rule on values the catalog has, a brand too small to judge -- none could."""
+    card = TestCardinality.CAT
+    one = make_rule("cardinality", id="one", attribute="gender")
+    assert _teeth(card, one, [("a", "gender", "Women"), ("b", "gender", "Women"), ("a", "Features", "Zip")]) == \
+        [True, False, False]  # a holds a gender already; b has none; Features is not functional
+    known1 = make_rule("domain", id="k1", attributes="*", known={"min_count": 1})
+    known3 = make_rule("domain", id="k3", attribute="Features", known={"min_count": 3})
+    assert _teeth(card, known1, [("b", "gender", "Men"), ("b", "Features", "Hood")]) == [False, False]
+    assert _teeth(card, known3, [("b", "Features", "Hood"), ("b", "gender", "Men")]) == [True, False]
+    bc = TestBrandCategory
+    assert _teeth(bc.CAT, bc.RULE, [("s0", "@brand", "Acme"), ("s0", "@brand", "Tiny"),
+                                    ("s0", "@brand", "Nobody"), ("s0", "gender", "Men")]) == [True, False, True, False]
