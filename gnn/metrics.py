@@ -302,8 +302,10 @@ class IsotonicCalibration:
     the top): the order of the candidates, hence every rank, is unchanged. In the vector the mapped
     probability is kept within [1e-6, 1 - 1e-6]; :meth:`confidence` gives it unclipped."""
 
-    def __init__(self, *, bounded: bool = True, min_block: int = 50, bound: float = 0.95, slack: float = 0.02) -> None:
+    def __init__(self, *, bounded: bool | str = True, min_block: int = 50, bound: float = 0.95, slack: float = 0.02) -> None:
         self.model: Any = None
+        # bounded: True or "lower" (pooled blocks, each at most its lower bound + slack), "bayes" (pooled blocks,
+        # each (k + 1) / (n + 2)), False (scikit-learn's map as it is)
         self.bounded, self.min_block, self.bound, self.slack = bounded, min_block, bound, slack
         self.x_: np.ndarray | None = None  # knots of the final map (confidence -> probability)
         self.y_: np.ndarray | None = None
@@ -352,6 +354,8 @@ class IsotonicCalibration:
         def stated(b: list[int]) -> tuple[float, float]:
             n, k = b[1] - b[0], int(ok[b[0]:b[1]].sum())
             lb = float(beta.ppf(1 - self.bound, k, n - k + 1)) if k > 0 else 0.0
+            if self.bounded == "bayes":
+                return (k + 1) / (n + 2), lb
             return min(k / n, lb + self.slack), lb
 
         changed = True

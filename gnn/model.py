@@ -541,8 +541,10 @@ class GnnCompletionModel(Baseline):
                 rec = {"epoch": ep, "loss": loss_value, "seconds": round(time.perf_counter() - t_start, 1)}
                 if self.stopped_by_time:
                     rec["partial"] = True  # the time budget ended this epoch between two mini-batches
-                if len(valid) and (ep % cfg.eval_every == cfg.eval_every - 1 or ep == cfg.epochs - 1
-                                   or self.stopped_by_time):
+                # the budget ends training after this epoch (between batches, or with no room for another):
+                # evaluate it, so that the last weights trained are considered too
+                out_of_time = self.stopped_by_time or time.perf_counter() > deadline - eval_s
+                if len(valid) and (ep % cfg.eval_every == cfg.eval_every - 1 or ep == cfg.epochs - 1 or out_of_time):
                     t_eval = time.perf_counter()
                     acc = self._valid_accuracy(valid, valid_graph)
                     eval_s = time.perf_counter() - t_eval
@@ -556,8 +558,9 @@ class GnnCompletionModel(Baseline):
                 self.history.append(rec)
                 if cfg.verbose:
                     print(rec, flush=True)
-                if bad >= cfg.patience or self.stopped_by_time or time.perf_counter() > deadline - eval_s:
-                    self.stopped_by_time = self.stopped_by_time or bad < cfg.patience
+                out_of_time = out_of_time or time.perf_counter() > deadline - eval_s  # (the evaluation took time too)
+                if bad >= cfg.patience or out_of_time:
+                    self.stopped_by_time = out_of_time and bad < cfg.patience
                     break
             if best_state is not None:
                 self.net.load_state_dict(best_state[0])
