@@ -302,10 +302,12 @@ class IsotonicCalibration:
     the top): the order of the candidates, hence every rank, is unchanged. In the vector the mapped
     probability is kept within [1e-6, 1 - 1e-6]; :meth:`confidence` gives it unclipped."""
 
-    def __init__(self, *, bounded: bool | str = True, min_block: int = 50, bound: float = 0.95, slack: float = 0.02) -> None:
+    def __init__(self, *, bounded: bool | str = "bayes", min_block: int = 50, bound: float = 0.95, slack: float = 0.02
+                 ) -> None:
         self.model: Any = None
-        # bounded: True or "lower" (pooled blocks, each at most its lower bound + slack), "bayes" (pooled blocks,
-        # each (k + 1) / (n + 2)), False (scikit-learn's map as it is)
+        # bounded: "bayes" (pooled blocks, each (k + 1) / (n + 2): the default, chosen on the cross-fitted ECE of
+        # the held-out pairs of every shared catalog), True or "lower" (pooled blocks, each at most its one-sided
+        # lower bound + slack), False (scikit-learn's map as it is)
         self.bounded, self.min_block, self.bound, self.slack = bounded, min_block, bound, slack
         self.x_: np.ndarray | None = None  # knots of the final map (confidence -> probability)
         self.y_: np.ndarray | None = None
@@ -314,9 +316,10 @@ class IsotonicCalibration:
     def fit(self, scores: PairScores) -> "IsotonicCalibration":
         """Isotonic regression of correctness on the top-1 probability, then no block states more than its
         evidence supports: blocks of fewer than ``min_block`` validation pairs are pooled with a neighbour;
-        a block of ``n`` pairs with ``k`` right states at most the one-sided ``bound`` Clopper-Pearson lower
-        bound of k/n plus ``slack`` (33 of 33 right: 0.933, not 1.0); blocks whose stated p would fall out of
-        order are pooled (so the map stays monotone). Between blocks the map is linear, as scikit-learn's."""
+        a block of ``n`` pairs with ``k`` right states (k + 1) / (n + 2) (``bounded="bayes"``: 50 of 50 right
+        is 0.981, not 1.0) or at most the one-sided ``bound`` Clopper-Pearson lower bound of k/n plus ``slack``
+        (``"lower"``: 33 of 33 right: 0.933); blocks whose stated p would fall out of order are pooled (so the
+        map stays monotone). Between blocks the map is linear, as scikit-learn's."""
         from scipy.stats import beta
         from sklearn.isotonic import IsotonicRegression
 

@@ -111,7 +111,8 @@ def test_isotonic_calibration_keeps_ranks_and_fixes_confidence() -> None:
     assert after["ece"] < 0.03 < before["ece"]
     b0, b1 = test.blocks[0].scores, out.blocks[0].scores
     assert np.array_equal(np.argsort(-b0, 1, kind="stable"), np.argsort(-b1, 1, kind="stable"))
-    assert b1.max() <= max(b["lower_bound"] + 0.02 for b in iso.blocks) + 1e-9  # bounded (next test)
+    assert all(b["n"] >= 50 and b["p"] == pytest.approx((b["correct"] + 1) / (b["n"] + 2)) for b in iso.blocks)
+    assert b1.max() <= max(b["p"] for b in iso.blocks) + 1e-9  # no top of 1 from a block of right answers
     sk = IsotonicCalibration(bounded=False).fit(val).transform(test).blocks[0].scores  # scikit-learn's map as is
     assert (sk.max(1) > 1 - 1e-5).any()  # some tops map to ~1: the others still keep their order
     assert np.array_equal(np.argsort(-b0, 1, kind="stable"), np.argsort(-sk, 1, kind="stable"))
@@ -122,8 +123,8 @@ def test_isotonic_calibration_keeps_ranks_and_fixes_confidence() -> None:
 
 
 def test_isotonic_blocks_state_no_more_than_their_evidence() -> None:
-    """33 of 33 right at the top is not p = 1: a block states at most its 95% lower bound + 0.02; blocks have
-    at least ``min_block`` pairs and the map stays monotone."""
+    """33 of 33 right at the top is not p = 1: with ``bounded="lower"`` a block states at most its 95% lower
+    bound + 0.02; blocks have at least ``min_block`` pairs and the map stays monotone."""
     rng = np.random.default_rng(0)
     conf = np.r_[rng.uniform(0.3, 0.9, 600), np.full(33, 0.99)]
     ok = np.r_[rng.random(600) < np.linspace(0.3, 0.9, 600)[np.argsort(np.argsort(conf[:600]))], np.ones(33, bool)]
@@ -131,14 +132,14 @@ def test_isotonic_blocks_state_no_more_than_their_evidence() -> None:
     sc = np.c_[conf, 1 - conf]
     truth = np.where(ok, 0, 1)
     ps = PairScores({0: AttributeScores(0, np.arange(n), sc, np.arange(n + 1), truth.astype(np.int64))}, ["a"])
-    iso = IsotonicCalibration(min_block=50).fit(ps)
+    iso = IsotonicCalibration(bounded="lower", min_block=50).fit(ps)
     assert all(b["n"] >= 50 for b in iso.blocks) and sum(b["n"] for b in iso.blocks) == n
     assert all(b["p"] <= b["lower_bound"] + 0.02 + 1e-12 for b in iso.blocks)
     assert all(b["p"] <= b["correct"] / b["n"] + 1e-12 for b in iso.blocks)
     assert np.all(np.diff([b["p"] for b in iso.blocks]) >= 0)
     top = iso.confidence(np.array([0.99, 1.0]))
     assert top.max() == pytest.approx(iso.blocks[-1]["p"]) and top.max() < 0.99  # pooled, bounded: not 1
-    small = IsotonicCalibration(min_block=1).fit(ps)  # no pooling: the top block holds the 33 (and any run
+    small = IsotonicCalibration(bounded="lower", min_block=1).fit(ps)  # no pooling: the top block holds the 33 (and any run
     b = small.blocks[-1]  # of right answers below them); all right: p = 0.05 ** (1/n) + 0.02, not 1
     assert b["n"] >= 33 and b["correct"] == b["n"]
     assert small.confidence(np.array([0.99]))[0] == pytest.approx(0.05 ** (1 / b["n"]) + 0.02, abs=1e-6)
