@@ -1034,6 +1034,16 @@ class GnnCompletionModel(Baseline):
             names = self._runtime["feature_names"] = self.feature_names()
         X = self._runtime["tfidf_csr"][products]
         Wc = W.tocsc()
+        Wc.sort_indices()
+
+        def weights(j: int | None, f: np.ndarray) -> np.ndarray:
+            """Column j of W at the feature ids f (0 where it keeps no weight), without densifying it."""
+            if j is None:
+                return np.zeros(len(f), np.float32)
+            ci, cv = Wc.indices[Wc.indptr[j]: Wc.indptr[j + 1]], Wc.data[Wc.indptr[j]: Wc.indptr[j + 1]]
+            pos = np.minimum(np.searchsorted(ci, f), max(len(ci) - 1, 0))
+            return np.where((len(ci) > 0) & (ci[pos] == f), cv[pos], 0.0) if len(ci) else np.zeros(len(f), np.float32)
+
         out = []
         for i in range(len(products)):
             lo, hi = X.indptr[i], X.indptr[i + 1]
@@ -1041,9 +1051,7 @@ class GnnCompletionModel(Baseline):
             if not len(f) or int(chosen[i]) not in col:
                 out.append([])
                 continue
-            wc = np.asarray(Wc[:, col[int(chosen[i])]].todense()).ravel()[f]
-            wr = np.asarray(Wc[:, col[int(runner[i])]].todense()).ravel()[f] if int(runner[i]) in col else 0.0
-            contrib = x * (wc - wr)
+            contrib = x * (weights(col[int(chosen[i])], f) - weights(col.get(int(runner[i])), f))
             top = np.argsort(-contrib)[:k]
             out.append([[names[f[t]] if f[t] < len(names) else int(f[t]), round(float(contrib[t]), 4)]
                         for t in top if contrib[t] > 0])
