@@ -159,12 +159,9 @@ def fit_and_grade(name: str, snap: Any, split: Any, *, in_text: Any, threads: in
 
 def _method_counts(prior: Any) -> dict[str, int] | None:
     """How many attributes the text prior fitted as "lr", "centroid", "constant" (None: no prior)."""
-    if prior is None:
-        return None
-    out: dict[str, int] = {}
-    for m in prior.methods.values():
-        out[m] = out.get(m, 0) + 1
-    return out
+    from collections import Counter
+
+    return None if prior is None else dict(Counter(prior.methods.values()))
 
 
 def run(*, snapshot: Path, baselines: list[str], seed: int = 0, cold_share: float = 0.05,

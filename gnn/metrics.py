@@ -354,29 +354,34 @@ class IsotonicCalibration:
             lo, hi = min(i, j), max(i, j)
             bl[lo:hi + 1] = [[bl[lo][0], bl[hi][1]]]
 
-        def stated(b: list[int]) -> tuple[float, float]:
-            n, k = b[1] - b[0], int(ok[b[0]:b[1]].sum())
-            lb = float(beta.ppf(1 - self.bound, k, n - k + 1)) if k > 0 else 0.0
-            if self.bounded == "bayes":
-                return (k + 1) / (n + 2), lb
-            return min(k / n, lb + self.slack), lb
+        def lower(n: int, k: int) -> float:
+            return float(beta.ppf(1 - self.bound, k, n - k + 1)) if k > 0 else 0.0
+
+        memo: dict[tuple[int, int], float] = {}
+
+        def stated(b: list[int]) -> float:
+            key = (b[0], b[1])
+            if key not in memo:
+                n, k = b[1] - b[0], int(ok[b[0]:b[1]].sum())
+                memo[key] = (k + 1) / (n + 2) if self.bounded == "bayes" else min(k / n, lower(n, k) + self.slack)
+            return memo[key]
 
         changed = True
         while changed and len(bl) > 1:  # pool adjacent blocks out of order after the cap (PAVA on stated p)
             changed = False
             for i in range(len(bl) - 1):
-                if stated(bl[i])[0] > stated(bl[i + 1])[0]:
+                if stated(bl[i]) > stated(bl[i + 1]):
                     bl[i:i + 2] = [[bl[i][0], bl[i + 1][1]]]
                     changed = True
                     break
         xs, ys = [], []
         self.blocks = []
         for b in bl:
-            p, lb = stated(b)
+            p, n, k = stated(b), b[1] - b[0], int(ok[b[0]:b[1]].sum())
             xs += [x[b[0]], x[b[1] - 1]]
             ys += [p, p]
-            self.blocks.append({"x_min": float(x[b[0]]), "x_max": float(x[b[1] - 1]), "n": b[1] - b[0],
-                                "correct": int(ok[b[0]:b[1]].sum()), "lower_bound": lb, "p": p})
+            self.blocks.append({"x_min": float(x[b[0]]), "x_max": float(x[b[1] - 1]), "n": n, "correct": k,
+                                "lower_bound": lower(n, k), "p": p})
         self.x_, self.y_ = np.asarray(xs), np.asarray(ys)
         return self
 
@@ -386,8 +391,6 @@ class IsotonicCalibration:
         c = np.asarray(confidence, dtype=np.float64)
         if getattr(self, "x_", None) is None:  # unbounded, or fitted before the bound existed
             return np.asarray(self.model.predict(c), dtype=np.float64)
-        if len(self.x_) == 1:
-            return np.full(c.shape, float(self.y_[0]))
         return np.interp(c, self.x_, self.y_)  # clips outside the knots, as out_of_bounds="clip"
 
     def transform(self, scores: PairScores) -> PairScores:

@@ -941,8 +941,7 @@ class GnnCompletionModel(Baseline):
         out = np.empty((len(products), C))
         K = e["K"][int(sp.cand_indptr[attribute]): int(sp.cand_indptr[attribute + 1])]
         cb = self._cand_bias_for(attribute)
-        known = not bool(self.__dict__.get("_attr_new", np.zeros(attribute + 1, bool))[attribute])
-        prior_only = known and self._attr_row(attribute) in self.__dict__.get("prior_only", ())
+        prior_only = self._ranked_by_prior(attribute)
         with torch.no_grad():
             for lo in range(0, len(products), 8192):
                 p = torch.as_tensor(np.asarray(products[lo: lo + 8192], dtype=np.int64))
@@ -953,6 +952,12 @@ class GnnCompletionModel(Baseline):
                 out[lo: lo + len(p)] = torch.softmax(s, dim=1).numpy()
         return out
 
+    def _ranked_by_prior(self, attribute: int) -> bool:
+        """The attribute was chosen on validation to be ranked by the text prior alone (``select_by_valid``);
+        an attribute new since training (after ``rebind``) never is."""
+        known = not bool(self.__dict__.get("_attr_new", np.zeros(attribute + 1, bool))[attribute])
+        return known and self._attr_row(attribute) in self.__dict__.get("prior_only", ())
+
     def feature_names(self) -> list[str]:
         """Names of the TF-IDF matrix's columns: word n-grams, ``title~<chars>`` character n-grams of the
         title, ``<property>=<level>`` property tokens (in the matrix's order)."""
@@ -961,9 +966,8 @@ class GnnCompletionModel(Baseline):
         if cv is not None:
             names += [f"title~{x}" for x in cv.get_feature_names_out()]
         pt = getattr(self, "property_tokens", None)
-        if pt is not None and len(pt.vocabulary):
-            inv = sorted(pt.vocabulary, key=pt.vocabulary.get)
-            names += inv
+        if pt is not None:
+            names += sorted(pt.vocabulary, key=pt.vocabulary.get)
         return names
 
     def explain(self, attribute: int, products: np.ndarray, chosen: np.ndarray, *, top_tokens: int = 5
@@ -984,8 +988,7 @@ class GnnCompletionModel(Baseline):
         if sp.num_candidates(attribute) < 2:  # nothing to choose between
             return [{"only_candidate": True} for _ in range(len(products))]
         row = self._attr_row(attribute)
-        known = not bool(self.__dict__.get("_attr_new", np.zeros(attribute + 1, bool))[attribute])
-        prior_only = known and row in self.__dict__.get("prior_only", ())
+        prior_only = self._ranked_by_prior(attribute)
         parts: dict[str, np.ndarray] = {}
         with torch.no_grad():
             lp = self._prior(attribute, products) if self.net.prior_w is not None or prior_only else None
@@ -1038,11 +1041,12 @@ class GnnCompletionModel(Baseline):
 
         def weights(j: int | None, f: np.ndarray) -> np.ndarray:
             """Column j of W at the feature ids f (0 where it keeps no weight), without densifying it."""
-            if j is None:
+            ci = Wc.indices[Wc.indptr[j]: Wc.indptr[j + 1]] if j is not None else ()
+            if not len(ci):
                 return np.zeros(len(f), np.float32)
-            ci, cv = Wc.indices[Wc.indptr[j]: Wc.indptr[j + 1]], Wc.data[Wc.indptr[j]: Wc.indptr[j + 1]]
-            pos = np.minimum(np.searchsorted(ci, f), max(len(ci) - 1, 0))
-            return np.where((len(ci) > 0) & (ci[pos] == f), cv[pos], 0.0) if len(ci) else np.zeros(len(f), np.float32)
+            cv = Wc.data[Wc.indptr[j]: Wc.indptr[j + 1]]
+            pos = np.minimum(np.searchsorted(ci, f), len(ci) - 1)
+            return np.where(ci[pos] == f, cv[pos], 0.0)
 
         out = []
         for i in range(len(products)):
