@@ -25,7 +25,7 @@ retraining also have ``rebind(snap) -> model`` (see :meth:`CompletionPredictor.r
 from __future__ import annotations
 
 import json
-import pickle
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +38,13 @@ import numpy as np
 from .errors import GnnError
 from .metrics import Abstention, CrossFitted, PairScores, abstention_thresholds, cross_fitted_top1, evaluate, get_calibrator
 from .applicability import applicability_at, learn_applicability
+from graph.settings import private_dir
+
+from .safeio import SafeIOError, load_tree, save_tree
 from .protocol import BRAND, Applicability, FactSplit, applicable_attributes, make_split
 from .snapshot import Snapshot
 
-FORMAT = 1
+FORMAT = 2  # 2: gnn.safeio files (1 was a pickle, no longer read)
 APPLICABILITY = ("learn", "fixed")  # how a predictor decides which missing slots apply (gnn.applicability)
 SCOPES = ("applicable", "all")  # which missing slots predict() ranks
 
@@ -303,39 +306,44 @@ class CompletionPredictor:
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the predictor to directory ``path``: ``predictor.pkl`` and a readable ``config.json``."""
-        p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
+        """Write the predictor to directory ``path`` (created 0700): ``predictor.json`` with its arrays
+        (``predictor.npz``) and weights (``predictor.safetensors``), checksummed (``gnn.safeio``: loading
+        never runs code from the file), and a readable ``config.json``."""
+        p = private_dir(path)
         meta = {"format": FORMAT, "model": self.model_name, "snapshot": self.snapshot_fingerprint,
                 "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "config": self.config,
                 "validation": _jsonable(self.validation), "fit_seconds": round(self.fit_seconds, 2),
                 "abstention": {"default": _jsonable(self.abstention.default), "target": self.abstention.target,
                                "per_attribute": {self.split.attribute_names[a]: _jsonable(t)
                                                  for a, t in sorted(self.abstention.thresholds.items())}}}
-        tmp = p / "predictor.pkl.tmp"
-        with open(tmp, "wb") as fh:
-            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(p / "predictor.pkl")
+        try:
+            save_tree(self, p, "predictor")
+        except SafeIOError as e:
+            raise CompletionError(f"{p}: the predictor cannot be saved: {e}") from None
         (p / "config.json").write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
+        os.chmod(p / "config.json", 0o600)
+        (p / "predictor.pkl").unlink(missing_ok=True)  # an older pickle beside it would never be read again
         return p
 
     @staticmethod
     def load(path: str | Path) -> "CompletionPredictor":
+        """Read a predictor :meth:`save` wrote. Raises :class:`CompletionError` naming the file when it is
+        missing, damaged, altered after saving, or an old pickle (never unpickled: refit it)."""
         p = Path(path)
-        f = p / "predictor.pkl"
-        if not f.exists():
-            raise CompletionError(f"{p}: no saved predictor (predictor.pkl); fit one with `attrgraph train`")
+        if not (p / "predictor.json").exists():
+            if (p / "predictor.pkl").exists():
+                raise CompletionError(f"{p / 'predictor.pkl'}: a pickled predictor of an older attrgraph; pickles can "
+                                      f"run code when loaded, so it is not read. Fit it again with `attrgraph train`")
+            raise CompletionError(f"{p}: no saved predictor (predictor.json); fit one with `attrgraph train`")
         meta = json.loads((p / "config.json").read_text(encoding="utf-8")) if (p / "config.json").exists() else {}
         if meta.get("format", FORMAT) != FORMAT:
             raise CompletionError(f"{p}: predictor format {meta.get('format')!r} is not supported (expected {FORMAT})")
         try:
-            with open(f, "rb") as fh:
-                obj = pickle.load(fh)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as e:
-            raise CompletionError(f"{f}: the saved predictor cannot be loaded ({type(e).__name__}: {e}); "
-                                  f"fit it again") from None
+            obj = load_tree(p, "predictor")
+        except SafeIOError as e:
+            raise CompletionError(f"the saved predictor cannot be loaded: {e}; fit it again") from None
         if not isinstance(obj, CompletionPredictor):
-            raise CompletionError(f"{f}: not a saved CompletionPredictor")
+            raise CompletionError(f"{p / 'predictor.json'}: not a saved CompletionPredictor")
         return obj
 
 

@@ -140,6 +140,23 @@ class KgeModel:
             e = torch.cat([e.real, e.imag], dim=-1)
         return e.reshape(e.shape[0], -1).float().numpy()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The pykeen model as its weights (``gnn.safeio`` saves tensors, never a module object)."""
+        d = dict(self.__dict__)
+        d["model"] = self.model.state_dict()
+        d["config"] = asdict(self.config)
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        d = dict(d)
+        config = KgeConfig.from_dict(d.pop("config"))
+        weights = d.pop("model")
+        ents = d["entity_labels"]
+        kg = KgTriples(np.zeros((0, 3), np.int64), ents, d["relation_labels"], {}, np.zeros(len(ents), np.int64))
+        model = _make_model(config, kg.factory())
+        model.load_state_dict(weights)
+        self.__dict__.update(d, model=model, config=config)
+
     def save(self, out_dir: str | Path) -> None:
         torch = _torch()
         out = Path(out_dir)

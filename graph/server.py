@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LauncherError
-from .settings import LocalNeo4jSettings
+from .settings import LocalNeo4jSettings, private_dir
 
 LAUNCHER_SRC = Path(__file__).resolve().parent / "launcher"
 READY_MARK = "ATTRGRAPH_NEO4J_READY"
@@ -160,7 +160,7 @@ class LocalNeo4j:
                 "another port with ATTRGRAPH_NEO4J_PORT (or --port)"
             )
         dist = self.ensure_built()
-        s.home.mkdir(parents=True, exist_ok=True)
+        private_dir(s.home)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         s.password(create=True)

@@ -16,6 +16,19 @@ DEFAULT_LOCAL_PORT = 7687
 DEFAULT_HOST = "127.0.0.1"
 
 
+def private_dir(path: str | Path) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700, and tighten it to 0700 if it exists and is
+    ours: data, model and database directories are readable by their owner only."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if p.stat().st_uid == os.getuid():
+            os.chmod(p, 0o700)
+    except OSError:  # a file system without modes: leave it
+        pass
+    return p
+
+
 def attrgraph_home() -> Path:
     return Path(os.environ.get("ATTRGRAPH_HOME", Path.home() / ".attrgraph")).expanduser()
 
@@ -67,7 +80,7 @@ class LocalNeo4jSettings:
             return f.read_text(encoding="utf-8").strip()
         if not create:
             return None
-        self.home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.home)
         pw = "ag-" + secrets.token_urlsafe(18)
         fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -31,7 +31,7 @@ def test_train_then_predict_every_missing_slot(neo4j_settings: Neo4jSettings, sa
     run("snapshot", "--out", str(snap))
     out = run("train", "--snapshot", str(snap), "--encoder", "char-svd", "--out", str(tmp_path / "model"),
               "--option", "epochs=6", "--option", "hidden=32", "--option", "eval_every=2", "--threads", "1")
-    assert "held-out Hits@1" in out and (tmp_path / "model" / "predictor.pkl").exists()
+    assert "held-out Hits@1" in out and (tmp_path / "model" / "predictor.json").exists()
     cfg = json.loads((tmp_path / "model" / "config.json").read_text())
     assert cfg["model"] == "gnn" and cfg["config"]["model_config"]["hidden"] == 32
     pred_file = tmp_path / "pred.jsonl"

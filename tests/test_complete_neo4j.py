@@ -325,7 +325,7 @@ def test_bad_configuration_and_missing_model_give_clear_messages(small: ProductG
         run(small, tmp_path / "w", model_policy="reuse")
     assert runs_db.list_runs(small.client)[0].status == "failed"
     run(small, tmp_path / "w2")
-    (tmp_path / "w2" / "model" / "predictor.pkl").write_bytes(b"not a pickle")
+    (tmp_path / "w2" / "model" / "predictor.json").write_text("{not json")
     with pytest.raises(CompleteError, match="cannot be used"):
         run(small, tmp_path / "w2", model_policy="reuse")
     with pytest.raises(CompletionConfigError, match="unknown attribute"):
