@@ -35,7 +35,23 @@ def test_hidden_facts_are_graded_against_the_full_snapshot(tmp_path: Path) -> No
     g = grade(pred, snap, reduced, held)
     assert g["graded"] > 0 and 0 <= g["top1_accuracy"] <= 1 and g["ranked_share"] <= 1
     assert g["confirmation_products"] == int(held.sum())
-    assert sum(b["n"] for b in [*g["overstated"]]) == g["predictions_in_overstated_blocks"]
+    assert sum(b["n"] for b in g["block_table"] if b["overstated"]) == g["predictions_in_overstated_blocks"]
+    assert sum(b["n"] for b in g["block_table"]) <= g["graded"]
+
+
+def test_block_check_groups_by_the_calibrators_blocks() -> None:
+    from bench.bench_confirm import block_check
+
+    class Cal:
+        blocks = [{"p": 0.5, "n": 60, "lower_bound": 0.39}, {"p": 0.9, "n": 60, "lower_bound": 0.8}]
+
+    conf = np.array([0.5] * 100 + [0.7] * 10 + [0.9] * 100)
+    correct = np.r_[np.arange(100) < 50, np.arange(10) < 7, np.arange(100) < 60]
+    rows = {b["block"]: b for b in block_check(Cal(), conf, correct)}
+    # exactly calibrated (50 of 100 at p 0.5): above its lower bound + 0.02 by the rule, within sampling noise
+    assert rows["0.5000"]["n"] == 100 and rows["0.5000"]["overstated"] and not rows["0.5000"]["above_upper95"]
+    assert rows["(0.5000, 0.9000)"]["n"] == 10
+    assert rows["0.9000"]["above_upper95"] and rows["0.9000"]["overstated"] and rows["0.9000"]["fit_p_over_lb"]
 
 
 def test_lower_bound_and_repeat_refusal(tmp_path: Path) -> None:
