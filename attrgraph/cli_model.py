@@ -75,7 +75,9 @@ def _ensure_text_features(snap: Any, encoder: str, say: Any) -> None:
 @click.option("--encoder", default="minilm", show_default=True,
               help="text encoder used when the snapshot has no text features yet: minilm | static | char-svd")
 @click.option("--valid-share", type=float, default=0.1, show_default=True, help="held-out facts for calibration")
-@click.option("--calibration", type=click.Choice(["none", "temperature", "isotonic"]), default="isotonic", show_default=True)
+@click.option("--calibration", type=click.Choice(["none", "temperature", "isotonic", "isotonic-lower"]), default="isotonic",
+              show_default=True, help="isotonic: blocks of >= 50 held-out pairs stating (k+1)/(n+2); isotonic-lower: "
+              "each block at most its 95%% lower bound + 0.02 (conservative)")
 @click.option("--target-precision", type=float, default=0.98, show_default=True,
               help="per-attribute abstention thresholds are chosen to reach this precision on held-out facts")
 @click.option("--threads", type=int, default=2, show_default=True, help="torch CPU threads")

@@ -305,7 +305,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cold-share", type=float, default=0.05)
     ap.add_argument("--target-precision", type=float, default=0.98)
-    ap.add_argument("--calibration", choices=["none", "temperature", "isotonic"], default="isotonic")
+    ap.add_argument("--calibration", choices=["none", "temperature", "isotonic", "isotonic-lower"], default="isotonic")
     ap.add_argument("--bins", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="report directory (default bench/out/<timestamp>)")

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GnnError
-from .metrics import Abstention, CrossFitted, PairScores, abstention_thresholds, cross_fitted_top1, evaluate, get_calibrator
+from .metrics import CALIBRATIONS, Abstention, CrossFitted, PairScores, abstention_thresholds, cross_fitted_top1, evaluate, get_calibrator
 from .applicability import applicability_at, learn_applicability
 from graph.settings import private_dir
 
@@ -160,8 +160,8 @@ class CompletionPredictor:
             raise CompletionError(f"unknown applicability {applicability!r}; valid: {', '.join(APPLICABILITY)}")
         if not 0 < valid_share < 1:
             raise CompletionError(f"valid_share must be in (0, 1), got {valid_share}")
-        if calibration not in ("none", "temperature", "isotonic"):
-            raise CompletionError(f"unknown calibration {calibration!r}; valid: none, temperature, isotonic")
+        if calibration not in CALIBRATIONS:
+            raise CompletionError(f"unknown calibration {calibration!r}; valid: {', '.join(CALIBRATIONS)}")
         t0 = time.perf_counter()
         say = progress or (lambda _m: None)
         split = make_split(snap, fractions=(1 - valid_share, valid_share, 0.0), cold_share=0.0, seed=seed,

@@ -416,7 +416,10 @@ class IsotonicCalibration:
         return scores.map(one)
 
 
-CALIBRATORS: dict[str, type] = {"temperature": TemperatureScaling, "isotonic": IsotonicCalibration}
+CALIBRATORS: dict[str, Any] = {"temperature": TemperatureScaling, "isotonic": IsotonicCalibration,
+                               # every block states at most its one-sided 95% lower bound + 0.02: conservative
+                               "isotonic-lower": lambda **kw: IsotonicCalibration(**{"bounded": "lower", **kw})}
+CALIBRATIONS = ("none", *CALIBRATORS)  # the names a completion model's calibration may take
 
 
 def get_calibrator(name: str, **kwargs: Any) -> Any:
@@ -424,7 +427,7 @@ def get_calibrator(name: str, **kwargs: Any) -> Any:
     if name == "none":
         return None
     if name not in CALIBRATORS:
-        raise MetricsError(f"unknown calibrator {name!r}; valid: none, {', '.join(CALIBRATORS)}")
+        raise MetricsError(f"unknown calibrator {name!r}; valid: {', '.join(CALIBRATIONS)}")
     return CALIBRATORS[name](**kwargs)
 
 

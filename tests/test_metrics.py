@@ -133,6 +133,8 @@ def test_isotonic_blocks_state_no_more_than_their_evidence() -> None:
     truth = np.where(ok, 0, 1)
     ps = PairScores({0: AttributeScores(0, np.arange(n), sc, np.arange(n + 1), truth.astype(np.int64))}, ["a"])
     iso = IsotonicCalibration(bounded="lower", min_block=50).fit(ps)
+    by_name = get_calibrator("isotonic-lower").fit(ps)  # the name a completion config gives
+    assert [b["p"] for b in by_name.blocks] == [b["p"] for b in iso.blocks]
     assert all(b["n"] >= 50 for b in iso.blocks) and sum(b["n"] for b in iso.blocks) == n
     assert all(b["p"] <= b["lower_bound"] + 0.02 + 1e-12 for b in iso.blocks)
     assert all(b["p"] <= b["correct"] / b["n"] + 1e-12 for b in iso.blocks)
