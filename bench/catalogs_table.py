@@ -106,13 +106,14 @@ def render(record: dict[str, Any]) -> str:
             f"`bench/results/catalogs.jsonl`:\n\n{catalogs_markdown(record)}\n\n{table_markdown(record)}")
 
 
-def write_readme(text: str, readme: Path = README) -> None:
+def write_readme(text: str, readme: Path = README, begin: str = BEGIN, end: str = END) -> None:
+    """Replace what stands between the ``begin`` and ``end`` markers of ``readme`` with ``text``."""
     doc = readme.read_text(encoding="utf-8")
-    if doc.count(BEGIN) != 1 or doc.count(END) != 1 or doc.index(BEGIN) > doc.index(END):
-        raise SystemExit(f"{readme}: needs one {BEGIN} ... {END} block")
-    head, rest = doc.split(BEGIN)
-    _, tail = rest.split(END)
-    readme.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}", encoding="utf-8")
+    if doc.count(begin) != 1 or doc.count(end) != 1 or doc.index(begin) > doc.index(end):
+        raise SystemExit(f"{readme}: needs one {begin} ... {end} block")
+    head, rest = doc.split(begin)
+    _, tail = rest.split(end)
+    readme.write_text(f"{head}{begin}\n{text}\n{end}{tail}", encoding="utf-8")
 
 
 def main() -> None:
