@@ -137,13 +137,14 @@ def block_check(cal: Any, conf: np.ndarray, correct: np.ndarray, slack: float = 
     from scipy.stats import beta
 
     fit_blocks = getattr(cal, "blocks", None) or []
+    tol = 1e-6  # stated probabilities travel as float32 (Candidates.prob): a block's p to within its precision
     ps = np.array([b["p"] for b in fit_blocks])
     out = []
     groups: list[tuple[str, np.ndarray, dict[str, Any] | None]] = []
     for b in fit_blocks:
-        groups.append((f"{b['p']:.4f}", np.isclose(conf, b["p"], rtol=0, atol=1e-9), b))
+        groups.append((f"{b['p']:.4f}", np.abs(conf - b["p"]) <= tol, b))
     for lo, hi in zip(ps[:-1], ps[1:]):
-        groups.append((f"({lo:.4f}, {hi:.4f})", (conf > lo + 1e-9) & (conf < hi - 1e-9), None))
+        groups.append((f"({lo:.4f}, {hi:.4f})", (conf > lo + tol) & (conf < hi - tol), None))
     if not fit_blocks:  # another calibrator: one group per distinct stated probability
         groups = [(f"{p:.4f}", conf == p, None) for p in np.unique(conf)]
     for name, m, fb in groups:

@@ -45,7 +45,7 @@ def test_block_check_groups_by_the_calibrators_blocks() -> None:
     class Cal:
         blocks = [{"p": 0.5, "n": 60, "lower_bound": 0.39}, {"p": 0.9, "n": 60, "lower_bound": 0.8}]
 
-    conf = np.array([0.5] * 100 + [0.7] * 10 + [0.9] * 100)
+    conf = np.array([0.5] * 100 + [0.7] * 10 + [0.9] * 100, dtype=np.float32).astype(np.float64)  # as predict gives them
     correct = np.r_[np.arange(100) < 50, np.arange(10) < 7, np.arange(100) < 60]
     rows = {b["block"]: b for b in block_check(Cal(), conf, correct)}
     # exactly calibrated (50 of 100 at p 0.5): above its lower bound + 0.02 by the rule, within sampling noise
