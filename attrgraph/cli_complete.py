@@ -46,28 +46,40 @@ def print_summary(res: CompletionResult) -> None:
         c.console.print(f"  {n}", markup=False, highlight=False)
 
 
-def print_top(res: CompletionResult, n: int = 5) -> None:
+def print_top(res: CompletionResult, n: int = 5, *, spread: bool = False) -> None:
+    """The ``n`` most probable accepted predictions (or, with ``spread``, ``CompletionResult.showcase``: one
+    per attribute, the informative attributes first) with what the model used and the rules' verdicts."""
     c = _cli()
-    top = res.top(n)
-    if not top:
-        top = res.top(n, verdict=None)
+    pick = res.showcase if spread else res.top
+    top = pick(n) or pick(n, verdict=None)
     for p in top:
         c.console.print(f"[bold]{p.product}[/] {p.title or ''}", highlight=False)
         c.console.print(f"  {p.attribute} = {p.value!r}  p={p.p:.3f}  verdict={p.verdict}  ({p.category})",
                         markup=False, highlight=False)
-        if p.neighbours:
-            c.console.print(f"  supported by: " + "; ".join(f"{x['id']} {str(x['title'] or '')[:40]} ({x['why']})"
-                                                           for x in p.neighbours), markup=False, highlight=False)
+        mu = p.model_used or {}
+        if mu.get("only_candidate"):
+            c.console.print("  model: the only value this attribute has", markup=False, highlight=False)
+        elif "margin" in mu:
+            parts = ", ".join(f"{k} {v:+.2f}" for k, v in mu.get("parts", {}).items())
+            c.console.print(f"  model: margin {mu['margin']:+.2f} over {mu.get('runner_up')!r} ({parts})",
+                            markup=False, highlight=False)
+            if mu.get("text_features"):
+                c.console.print("  text features it used: " + ", ".join(f"{f} ({w:+.2f})" for f, w in mu["text_features"]),
+                                markup=False, highlight=False)
+        if p.text_evidence:
+            c.console.print(f"  text: {p.text_evidence}", markup=False, highlight=False)
         s = p.support
         if s.get("category"):
             c.console.print(f"  {s['with_value_in_category']} of {s['category_products']} products in {s['category']} "
                             f"carry it", markup=False, highlight=False)
+        if p.neighbours:
+            c.console.print("  examples carrying it (not model inputs): "
+                            + "; ".join(f"{x['id']} {str(x['title'] or '')[:40]}" for x in p.neighbours[:3]),
+                            markup=False, highlight=False)
         if p.rules:
-            c.console.print(f"  rules passed: {', '.join(p.rules)}", markup=False, highlight=False)
+            c.console.print(f"  rules that could have fired and passed: {', '.join(p.rules)}", markup=False, highlight=False)
         if p.violations:
             c.console.print(f"  needs review: {'; '.join(p.violations)}", markup=False, highlight=False)
-        if p.text_evidence:
-            c.console.print(f"  text: {p.text_evidence}", markup=False, highlight=False)
 
 
 @click.command("complete")

@@ -3,7 +3,7 @@
 ``complete()`` (and ``attrgraph complete``) runs these stages, each timed:
 
 1. **lock** — take the completion lock in the database, record a ``(:CompletionRun)``, and recover
-   runs that died (marked failed, their partial writes undone: :func:`graph.writeback.undo_run_writes`);
+   runs that died (marked failed, their uncommitted writes undone: :func:`graph.writeback.undo_run_writes`);
 2. **snapshot** — export the graph (``graph.export``) into the work directory;
 3. **plan** — per product, a signature of its inputs (content hash, category, brand, asserted facts,
    review rejections); products whose signature changed since the last committed run, plus their
@@ -18,8 +18,10 @@
    probability reaches the attribute's threshold, ``needs_review`` when a review rule fired or its
    probability is only above ``review_min_p``; otherwise the slot is left empty (abstained);
 8. **explain** — neighbouring products that carry the value, the rules passed, the text evidence;
-9. **write** — batched, lock-fenced transactions (``graph.writeback``), then earlier predictions of
-   scored products that this run did not renew are retired; the run is committed;
+9. **write** — the predictions are staged in batched, lock-fenced transactions (``graph.writeback``),
+   then made current, with the earlier predictions they replace and those of scored products that
+   this run did not renew retired, in bounded transactions; readers see all of it at once when the
+   last transaction marks the run committed (until then the run is pending: none of it is shown);
 10. **report** — Markdown + PNG plots and ``predictions.jsonl`` in the run directory.
 
 ``dry_run=True`` does every stage but takes no lock and writes nothing to the graph (the report
@@ -53,7 +55,7 @@ from graph import runs as runs_db
 from graph import writeback as wb
 from graph.errors import GraphError
 from graph.export import export_snapshot
-from graph.settings import attrgraph_home
+from graph.settings import attrgraph_home, private_dir
 
 Progress = Callable[[str], None]
 
@@ -125,8 +127,10 @@ class CompletionConfig:
             raise bad("model_policy", f"valid: {', '.join(MODEL_POLICIES)}")
         if self.text_features not in ("auto", "always", "never"):
             raise bad("text_features", "valid: auto, always, never")
-        if self.calibration not in ("none", "temperature", "isotonic"):
-            raise bad("calibration", "valid: none, temperature, isotonic")
+        from gnn.metrics import CALIBRATIONS
+
+        if self.calibration not in CALIBRATIONS:
+            raise bad("calibration", f"valid: {', '.join(CALIBRATIONS)}")
         if self.applicability not in ("learn", "fixed"):
             raise bad("applicability", "valid: learn, fixed")
         for k, lo, hi in (("applicability_recall", 0.5, 1.0), ("retrain_share", 0.0, 1.0), ("valid_share", 0.0, 1.0), ("target_precision", 0.0, 1.0),
@@ -234,6 +238,7 @@ class WrittenPrediction:
     neighbours: list[dict[str, Any]]
     support: dict[str, Any]
     text_evidence: str | None
+    model_used: dict[str, Any] | None = None  # the model's own account of its score (model_explanations)
 
 
 @dataclass
@@ -260,6 +265,28 @@ class CompletionResult:
     def top(self, n: int = 10, verdict: str | None = "accept") -> list[WrittenPrediction]:
         rows = [p for p in self.predictions if verdict is None or p.verdict == verdict]
         return sorted(rows, key=lambda p: (-p.p, p.product, p.attribute))[:n]
+
+    def showcase(self, n: int = 5, verdict: str | None = "accept", max_share: float = 0.9) -> list[WrittenPrediction]:
+        """A spread of ``n`` predictions worth showing: one per attribute, the attributes whose predictions
+        in this run take the most distinct values first (a colour, a pattern, a brand before an attribute
+        that is nearly always the same), skipping a value that ``max_share`` or more of its category
+        already carries; the most probable prediction of each attribute."""
+        rows = [p for p in self.predictions if verdict is None or p.verdict == verdict]
+        distinct: dict[str, set[str]] = defaultdict(set)
+        for p in rows:
+            distinct[p.attribute].add(p.norm)
+
+        def trivial(p: WrittenPrediction) -> bool:
+            s = p.support or {}
+            n_cat = s.get("category_products") or 0
+            return bool(n_cat) and (s.get("with_value_in_category") or 0) / n_cat >= max_share
+
+        best: dict[str, WrittenPrediction] = {}
+        for p in sorted(rows, key=lambda p: (-p.p, p.product)):
+            if p.attribute not in best and not trivial(p):
+                best[p.attribute] = p
+        order = sorted(best, key=lambda a: (-len(distinct[a]), a))
+        return [best[a] for a in order[:n]]
 
 
 # -- snapshot -> kb catalog -------------------------------------------------------------------------------
@@ -487,7 +514,7 @@ def choose_model(snap: Any, cfg: CompletionConfig, model_dir: Path, say: Progres
         if meta.get("signature") != cfg.model_signature():
             reason = "the saved model was made with another configuration"
         else:
-            old = np.load(model_dir / "facts.npy")
+            old = np.load(model_dir / "facts.npy", allow_pickle=False)
             share = float(np.isin(facts, old, invert=True).mean()) if len(facts) else 0.0
             if cfg.model_policy == "auto" and share >= cfg.retrain_share:
                 reason = f"{share:.1%} of the asserted facts are new to the model (retrain_share {cfg.retrain_share:.1%})"
@@ -497,7 +524,7 @@ def choose_model(snap: Any, cfg: CompletionConfig, model_dir: Path, say: Progres
                     action = "reused" if pred.snapshot_fingerprint == snap.fingerprint else "rebound"
                     say(f"model: {action} {meta['version']} ({share:.1%} new facts)")
                     pred = pred.rebind(snap)
-                    vt = dict(np.load(model_dir / "valid_top1.npz"))
+                    vt = dict(np.load(model_dir / "valid_top1.npz", allow_pickle=False))
                     if "accepted" not in vt:  # saved before the calibration was cross-fitted
                         vt = _valid_top1(pred)
                     return ModelChoice(pred, meta["version"], action,
@@ -531,7 +558,7 @@ def choose_model(snap: Any, cfg: CompletionConfig, model_dir: Path, say: Progres
         tmp.rename(model_dir)
         shutil.rmtree(old, ignore_errors=True)
     else:
-        model_dir.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(model_dir.parent)
         tmp.rename(model_dir)
     return ModelChoice(pred, version, "trained", reason, vt, share)
 
@@ -853,7 +880,8 @@ class _Run:
 
     # the whole run ----------------------------------------------------------------------------------------
     def run(self) -> CompletionResult:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.work)
+        private_dir(self.run_dir)
         (self.run_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1, default=str), encoding="utf-8")
         if self.cfg.threads:
             try:
@@ -905,17 +933,10 @@ class _Run:
 
     def _recover(self) -> list[str]:
         done = []
-        for rid in runs_db.dead_runs(self.client, self.run_id):
-            rec = runs_db.get_run(self.client, rid)
-            if rec.status == "running":
-                runs_db.finish_run(self.client, rid, status="failed",
-                                   error="the run stopped without finishing (its process died or lost the database); "
-                                         f"recovered by run {self.run_id}", extra={"cleaned": False})
-            r = wb.undo_run_writes(self.client, rid, holder=self.run_id)
-            runs_db.update_run(self.client, rid, {"cleaned": True, "recovered_by": self.run_id})
-            done.append(rid)
-            self.notes.append(f"recovered run {rid}: marked failed, {r.deleted} partial predictions removed, "
-                              f"{r.restored} earlier predictions made current again")
+        for r in wb.recover_dead_runs(self.client, self.run_id):
+            done.append(r.run_id)
+            self.notes.append(f"recovered run {r.run_id}: marked failed, {r.deleted} uncommitted predictions removed, "
+                              f"{r.restored} earlier predictions it was replacing kept current")
         return done
 
     def _run(self) -> CompletionResult:
@@ -1010,26 +1031,31 @@ class _Run:
             with st("write"):
                 if hb is not None and hb.lost:
                     raise runs_db.LockLost(f"run {self.run_id} lost the completion lock before writing")
+                # staged (shown to no reader) in batches, then shown all at once when the run commits
                 res = wb.write_predictions(self.client, self.run_id, rows, model=cfg.model, model_version=model_version,
                                            batch_size=cfg.batch_size,
                                            on_batch=lambda d, t: say(f"written {d}/{t}"))
                 keep: dict[str, list[str]] = {snap.nodes["product"][int(p)]["key"]: [] for p in plan.products}
                 for r in rows:
                     keep.setdefault(r.product, []).append(r.attribute)
-                retired = wb.retire_predictions(self.client, self.run_id, keep, batch_size=max(cfg.batch_size, 1000))
-                counts["written"] = res.written
-                counts["superseded"] = res.superseded
-                counts["retired"] = retired
                 if res.missing:
                     self.notes.append(f"{res.missing} predictions were not written: their product or value left the graph")
-                def commit(tx: Any) -> None:
-                    runs_db.check_holder(tx, self.run_id)
+
+                def finish(tx: Any, c: wb.CommitResult) -> None:
+                    counts["written"] = c.written
+                    counts["superseded"] = c.superseded
+                    counts["retired"] = c.retired
                     runs_db.finish_run(self.client, self.run_id, status="committed", counts=dict(counts),
                                        metrics=metrics, stages=self.stages.times,
                                        extra={"model": cfg.model, "model_version": model_version,
                                               "model_action": mc.action, "snapshot": snap.fingerprint,
                                               "mode": plan.mode, "notes": self.notes[:50]}, tx=tx)
-                self.client.write_tx(commit)
+
+                say(f"committing {res.written} predictions")
+                com = wb.commit_predictions(self.client, self.run_id, keep, finish=finish,
+                                            batch=max(cfg.batch_size, 20_000), on_step=say)
+                counts["written"], counts["superseded"], counts["retired"] = com.written, com.superseded, com.retired
+                say(f"committed: {com.written} predictions current, {com.superseded} superseded, {com.retired} retired")
                 status = "committed"
             save_state(self.work, self.run_id, [r["key"] for r in snap.nodes["product"]], sigs, model_version)
             runs_db.release(self.client, self.run_id)
@@ -1086,7 +1112,8 @@ class _Run:
                                          json.dumps(expl, ensure_ascii=False, default=str)))
             out.append(WrittenPrediction(c.slot["product"], rec.get("title"), cats[leaf[p]]["key"] if leaf[p] >= 0 else None,
                                          a, c.cand["value"], c.cand["norm"], float(c.cand["p"]), c.rank,
-                                         th if np.isfinite(th) else None, c.verdict, rp, c.violations, nb, support, text))
+                                         th if np.isfinite(th) else None, c.verdict, rp, c.violations, nb, support, text,
+                                         mu))
         return rows, out
 
     def _metrics(self, pred: Any, mc: ModelChoice, jd: Judgement, written: list[WrittenPrediction]) -> dict[str, Any]:

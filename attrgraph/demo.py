@@ -59,8 +59,9 @@ def _demo_completion(g: ProductGraph, options: dict) -> None:
     res = complete(g, progress=lambda m: err_console.print("   " + m, markup=False, highlight=False)
                    if m.startswith("[") or sys.stderr.isatty() else None, **options)
     print_summary(res)
-    console.print("[bold]7. top predictions with their explanations[/]")
-    print_top(res, 5)
+    console.print("[bold]7. predictions across attributes, with what the model used[/] "
+                  "(one per attribute, the attributes with the most distinct values first)")
+    print_top(res, 5, spread=True)
     top = res.top(1) or res.top(1, verdict=None)
     if top:
         p = top[0]

@@ -8,6 +8,8 @@ A run is recorded before it writes anything::
 
 ``status`` is ``running`` while the run works, then ``committed`` (its predictions are final),
 ``failed`` (it stopped; ``cleaned = true`` once its partial writes are undone) or ``rolled_back``.
+A run that is ``running``, or ``failed`` and not yet cleaned, is *pending*: readers show none of its
+predicted edges and still show as current what it is replacing (:data:`graph.writeback.PENDING_RUNS`).
 
 One ``(:CompletionLock {name})`` node per lock name (``completion`` by default) says which run holds
 it (``holder``), from which host and process, with a heartbeat. Acquiring takes the node's write
@@ -248,11 +250,20 @@ def heartbeat(client: Neo4jClient, run_id: str, *, name: str = LOCK_NAME) -> boo
     return bool(rows and rows[0]["held"])
 
 
-def check_holder(tx: neo4j.ManagedTransaction, run_id: str, name: str = LOCK_NAME) -> None:
+_FENCE = """
+OPTIONAL MATCH (l:CompletionLock {name: $name})
+SET (CASE WHEN l.holder = $run THEN l END).fenced_at = $now
+RETURN l.holder AS holder
+"""
+
+
+def check_holder(tx: neo4j.ManagedTransaction, run_id: str, name: str = LOCK_NAME, *, fence: bool = False) -> None:
     """Inside a write transaction: raise :class:`LockLost` unless ``run_id`` holds the lock.
 
-    Run first in every write batch, so a run that lost its lock cannot commit another write."""
-    row = tx.run(_HOLDER, {"name": name}).single()
+    Run first in every write batch, so a run that lost its lock cannot commit another write. With
+    ``fence`` the lock node stays write-locked until the transaction ends, so no other run can take
+    the lock over (and start undoing this run) while the batch is being written."""
+    row = tx.run(_FENCE if fence else _HOLDER, {"name": name, "run": run_id, "now": now()}).single()
     holder = row["holder"] if row else None
     if holder != run_id:
         raise LockLost(f"run {run_id} no longer holds the completion lock {name!r} (holder: {holder}); "

@@ -4,24 +4,63 @@ Predictions live beside the asserted facts, never over them::
 
     (:Product)-[:PREDICTED_VALUE {run_id, attribute, p, rank, threshold, model, model_version, verdict,
                                   rules, violations, evidence_products, text_evidence, explanation,
-                                  current, created_at, superseded_by, superseded_at, review}]->(:Value)
+                                  current, staged, created_at, superseded_by, superseded_at, retired,
+                                  review}]->(:Value)
 
 (to a ``(:Brand)`` for the pseudo-attribute ``@brand``). ``HAS_VALUE`` / ``HAS_BRAND`` edges are
 only ever *created* here, by an explicit review acceptance (``source: 'review'``).
 
-Invariants (tests check them):
+**What readers see.** A run is *pending* while its ``(:CompletionRun)`` is ``running``, or ``failed``
+and not yet cleaned (:data:`PENDING_RUNS`). Every reader here and every named query in ``queries/``
+reads the pending runs once, first, and then shows
 
-* for every (product, attribute) at most one edge has ``current = true``;
+* no edge of a pending run (nor a ``staged`` one), and
+* as current: an edge with ``current = true``, or one that a pending run is replacing
+  (``superseded_by`` a pending run) and that no reviewer has decided on.
+
+A run's predictions therefore appear all at once, when its status turns ``committed`` — one property
+of one node, in the run's last transaction, after every edge is in its final state — and what they
+replace disappears at that same moment. A reader never sees part of a run. (Neo4j's isolation is
+read committed, and a query running while a transaction is applied can read part of it, so one big
+transaction would not be enough on its own; nor does one fit: 200,000 new plus 200,000 replaced
+edges exceed the transaction memory of a 1 GB heap at commit.) The one exception: a single query
+that started before a run took the lock and is still running when that run commits, minutes later.
+
+Invariants (tests check them, on what readers see):
+
+* for every (product, attribute) at most one edge is current;
 * a run writes at most one edge per (product, attribute, value): writes are ``MERGE``\\ d on
   ``run_id``, so a batch that is retried, or written again after a crash, changes nothing;
 * an edge a run replaced keeps ``current = false, superseded_by = <run>``: rolling that run back
   deletes the run's edges and makes the replaced ones current again (unless a later run has a
-  current edge for the slot: then that run becomes their ``superseded_by``).
+  current edge for the slot: then that run becomes their ``superseded_by``);
+* a ``staged`` edge is never current, and only a pending run has staged edges.
 
-A run writes in batches, each one transaction that first checks that the run still holds the
-completion lock (:func:`graph.runs.check_holder`). A run that dies mid-way leaves some batches
-written: the next run marks it failed and undoes them with the same code as a rollback, so readers
-only ever see whole batches and every slot keeps at most one current prediction throughout.
+**Writing** (every transaction first checks that the run still holds the completion lock,
+:func:`graph.runs.check_holder`, and a run that lost it writes nothing more):
+
+1. :func:`write_predictions`, in batches: the run's edges, ``staged = true, current = false``; the
+   current edge of each slot they will replace gets ``superseded_by = <run>`` (still current);
+2. :func:`commit_predictions`: products the run scored get ``superseded_by = <run>, retired = true`` on
+   their current edges of earlier runs for slots the run did not write (now asserted, abstained,
+   rejected); then, in transactions of at most ``batch`` edges, the replaced edges get
+   ``current = false, superseded_at`` and the run's edges ``current = true`` (``false`` for one a
+   reviewer rejected while it was staged), ``staged`` removed; then one last transaction marks the
+   run ``committed``. The raw ``current`` flags change over those transactions, so only readers that
+   apply the rule above (all of this package's) see the commit as one step; a bare
+   ``MATCH ... {current: true}`` can see part of a commit for the seconds it takes.
+
+A run that dies before its last transaction stays pending, so nothing of it is ever shown; the
+next run marks it failed and undoes it with the same code as a rollback (:func:`undo_run_writes`:
+its edges deleted, the edges it was replacing current again, ``superseded_by`` cleared), and only
+then cleans it (``cleaned = true``), when it stops being pending.
+
+**Review**: accepting a prediction asserts it (``HAS_VALUE``/``HAS_BRAND``, ``source: 'review'``) and
+the edge gets ``current = false, review = 'accepted'``; rejecting records a ``REJECTED_VALUE`` (no
+later run proposes the value for the product again) and every edge of the slot to that value,
+staged ones included, gets ``current = false, review = 'rejected'``. A rollback never makes a
+reviewed edge current again. Rolling back a committed run (``attrgraph runs rollback``) is batched
+as before: readers see its predictions go and the earlier ones come back over its transactions.
 """
 
 from __future__ import annotations
@@ -40,6 +79,18 @@ from .runs import LOCK_NAME, check_holder, now
 
 BRAND = "@brand"
 VERDICTS = ("accept", "needs_review")
+
+# The runs whose edges readers do not show yet (see the module docstring). First in a query, and
+# aggregated: the list is read once, before any edge, so one query applies one list throughout.
+PENDING_RUNS = """
+OPTIONAL MATCH (pending_run:CompletionRun)
+WHERE pending_run.status = 'running' OR (pending_run.status = 'failed' AND coalesce(pending_run.cleaned, false) = false)
+WITH collect(pending_run.id) AS pending
+"""
+# an edge readers may show at all (``e``: the PREDICTED_VALUE edge; needs ``pending`` in scope)
+SHOWN = "(e.staged IS NULL AND NOT e.run_id IN pending)"
+# a shown edge that is current for readers
+CURRENT = "(e.current = true OR (e.superseded_by IN pending AND e.review IS NULL))"
 
 
 class WritebackError(GraphError):
@@ -76,71 +127,84 @@ class PredictionRow:
 
 
 @dataclass(frozen=True)
-class BatchResult:
-    written: int
-    superseded: int
+class StageResult:
+    written: int  # staged edges written (or found written by an earlier try of the batch)
+    superseded: int  # current edges of earlier runs that the staged ones will replace
     missing: int  # rows whose product or value no longer exists
 
 
-# In one statement: retire the slot's current prediction of an earlier run, then create this run's edge
-# unless it exists (a retried batch). Only the run holding the lock writes, so check-then-create is safe.
-# ``toString(e.run_id)`` keeps the planner from seeking the run_id index (all of the run's edges) instead
-# of expanding from the product: that plan is quadratic in the size of a run.
-_WRITE_VALUES = """
+@dataclass(frozen=True)
+class CommitResult:
+    run_id: str
+    written: int  # the run's edges committed (current, unless rejected in review while staged)
+    superseded: int  # current edges of earlier runs for the slots the run wrote, replaced
+    retired: int  # current edges of earlier runs of scored products for slots the run did not write
+    transactions: int = 0  # flip transactions, the last one (the run committed) included
+    already: bool = False  # the run was committed already (a retried commit): nothing changed
+
+
+# Stage this run's edge unless it exists (a retried batch), and mark the slot's current edge of an
+# earlier run as the one it will replace. Only the run holding the lock writes, so check-then-create
+# is safe. ``toString(e.run_id)`` keeps the planner from seeking the run_id index (all of the run's
+# edges) instead of expanding from the product: that plan is quadratic in the size of a run.
+_STAGE = """
 UNWIND $rows AS r
 MATCH (p:Product {id: r.product})
-MATCH (v:Value {attribute: r.attribute, norm: r.norm})
+MATCH (v:%s)
 CALL (p, r) {
   OPTIONAL MATCH (p)-[old:PREDICTED_VALUE]->()
   WHERE old.current = true AND old.attribute = r.attribute AND toString(old.run_id) <> $run
-  SET old.current = false, old.superseded_by = $run, old.superseded_at = $now
+  SET old.superseded_by = $run
   RETURN count(old) AS superseded
 }
 CALL (p, v, r) {
   OPTIONAL MATCH (p)-[e0:PREDICTED_VALUE]->(v) WHERE toString(e0.run_id) = $run
   WITH e0 WHERE e0 IS NULL
-  CREATE (p)-[:PREDICTED_VALUE {run_id: $run, attribute: r.attribute, created_at: $now}]->(v)
+  CREATE (p)-[:PREDICTED_VALUE {run_id: $run, attribute: r.attribute, created_at: $now, staged: true,
+                                current: false}]->(v)
 }
 MATCH (p)-[e:PREDICTED_VALUE]->(v) WHERE toString(e.run_id) = $run
-SET e += r.props, e.current = true, e.model = $model, e.model_version = $model_version
+SET e += r.props, e.model = $model, e.model_version = $model_version
 RETURN count(e) AS written, sum(superseded) AS superseded
 """
+_STAGE_VALUES = _STAGE % "Value {attribute: r.attribute, norm: r.norm}"
+_STAGE_BRANDS = _STAGE % "Brand {key: r.norm}"
 
-_WRITE_BRANDS = """
-UNWIND $rows AS r
-MATCH (p:Product {id: r.product})
-MATCH (v:Brand {key: r.norm})
-CALL (p, r) {
-  OPTIONAL MATCH (p)-[old:PREDICTED_VALUE]->()
-  WHERE old.current = true AND old.attribute = r.attribute AND toString(old.run_id) <> $run
-  SET old.current = false, old.superseded_by = $run, old.superseded_at = $now
-  RETURN count(old) AS superseded
-}
-CALL (p, v, r) {
-  OPTIONAL MATCH (p)-[e0:PREDICTED_VALUE]->(v) WHERE toString(e0.run_id) = $run
-  WITH e0 WHERE e0 IS NULL
-  CREATE (p)-[:PREDICTED_VALUE {run_id: $run, attribute: r.attribute, created_at: $now}]->(v)
-}
-MATCH (p)-[e:PREDICTED_VALUE]->(v) WHERE toString(e.run_id) = $run
-SET e += r.props, e.current = true, e.model = $model, e.model_version = $model_version
-RETURN count(e) AS written, sum(superseded) AS superseded
-"""
-
-# Products this run scored: their current predictions of earlier runs for slots this run did not
-# write (now asserted, abstained, rejected) stop being current.
-_RETIRE = """
+# Products this run scored: their current predictions of earlier runs for slots this run did not write
+# will stop being current too.
+_STAGE_RETIRE = """
 UNWIND $rows AS r
 MATCH (p:Product {id: r.product})-[old:PREDICTED_VALUE]->()
 WHERE old.current = true AND toString(old.run_id) <> $run AND NOT old.attribute IN r.keep
-SET old.current = false, old.superseded_by = $run, old.superseded_at = $now, old.retired = true
+SET old.superseded_by = $run, old.retired = true
 RETURN count(old) AS retired
 """
+
+# The flip, in bounded transactions: first every edge the run replaces, then the run's own edges
+# (so no slot ever has two edges with ``current = true``).
+_FLIP_OLD = """
+MATCH ()-[old:PREDICTED_VALUE]->() WHERE old.superseded_by = $run AND old.current = true
+WITH old LIMIT $batch
+SET old.current = false, old.superseded_at = $now
+RETURN count(old) AS n, sum(CASE WHEN old.retired THEN 1 ELSE 0 END) AS retired
+"""
+
+_FLIP_NEW = """
+MATCH ()-[e:PREDICTED_VALUE]->() WHERE e.run_id = $run AND e.staged = true
+WITH e LIMIT $batch
+SET e.current = e.review IS NULL, e.staged = null
+RETURN count(e) AS n
+"""
+
+_RUN_STATUS = "MATCH (r:CompletionRun {id: $run}) RETURN r.status AS status, r.written AS written, " \
+              "r.superseded AS superseded, r.retired AS retired"
 
 
 def write_predictions(client: Neo4jClient, run_id: str, rows: Sequence[PredictionRow], *, model: str,
                       model_version: str, lock: str = LOCK_NAME, batch_size: int = 2000,
-                      on_batch: Callable[[int, int], None] | None = None) -> BatchResult:
-    """Write ``rows`` (at most one per product and attribute) as ``run_id``'s predictions.
+                      on_batch: Callable[[int, int], None] | None = None) -> StageResult:
+    """Stage ``rows`` (at most one per product and attribute) as ``run_id``'s predictions: no reader
+    shows them until :func:`commit_predictions` (see the module docstring).
 
     Each batch is one transaction that checks the lock first. ``on_batch(done, total)`` is called
     after each committed batch."""
@@ -152,10 +216,10 @@ def write_predictions(client: Neo4jClient, run_id: str, rows: Sequence[Predictio
         brands = [r.params() for r in chunk if r.attribute == BRAND]
 
         def work(tx: neo4j.ManagedTransaction) -> tuple[int, int]:
-            check_holder(tx, run_id, lock)
+            check_holder(tx, run_id, lock, fence=True)
             w = s = 0
             t = now()
-            for q, rs in ((_WRITE_VALUES, values), (_WRITE_BRANDS, brands)):
+            for q, rs in ((_STAGE_VALUES, values), (_STAGE_BRANDS, brands)):
                 if rs:
                     rec = tx.run(q, {"rows": rs, "run": run_id, "now": t, "model": model,
                                      "model_version": model_version}).single()
@@ -170,25 +234,69 @@ def write_predictions(client: Neo4jClient, run_id: str, rows: Sequence[Predictio
         missing += len(chunk) - w
         if on_batch:
             on_batch(min(lo + batch_size, total), total)
-    return BatchResult(written, superseded, missing)
+    return StageResult(written, superseded, missing)
 
 
-def retire_predictions(client: Neo4jClient, run_id: str, keep: dict[str, Iterable[str]], *,
-                       lock: str = LOCK_NAME, batch_size: int = 5000) -> int:
-    """For each scored product (``keep``: product id -> attributes this run wrote), retire the current
-    predictions of earlier runs for the other attributes. Returns how many were retired."""
-    items = [{"product": p, "keep": sorted(set(a))} for p, a in keep.items()]
-    retired = 0
-    for lo in range(0, len(items), batch_size):
-        chunk = items[lo : lo + batch_size]
+def commit_predictions(client: Neo4jClient, run_id: str, keep: dict[str, Iterable[str]] | None = None, *,
+                       lock: str = LOCK_NAME, batch: int = 20_000,
+                       finish: Callable[[neo4j.ManagedTransaction, CommitResult], None] | None = None,
+                       on_step: Callable[[str], None] | None = None) -> CommitResult:
+    """Make ``run_id``'s staged predictions what readers see, all at once (see the module docstring).
 
-        def work(tx: neo4j.ManagedTransaction) -> int:
-            check_holder(tx, run_id, lock)
-            rec = tx.run(_RETIRE, {"rows": chunk, "run": run_id, "now": now()}).single()
-            return int(rec["retired"]) if rec else 0
+    ``keep`` (product id -> attributes this run wrote, for every product it scored) says which
+    products' other slots lose their current prediction of an earlier run. The edges change in
+    transactions of at most ``batch`` edges (Neo4j holds a transaction's changes in its heap: one
+    transaction for a whole run of 200,000 predictions does not fit in 1 GB); readers see none of it
+    until the last transaction, where ``finish(tx, result)`` records the run ``committed``. Raises
+    :class:`graph.runs.LockLost` when the run lost the lock: the run then stays pending (undone by
+    whoever recovers it)."""
+    items = [{"product": p, "keep": sorted(set(a))} for p, a in (keep or {}).items()]
+    say = on_step or (lambda _m: None)
+    rec = client.read(_RUN_STATUS, {"run": run_id})
+    if rec and rec[0]["status"] == "committed":  # a commit that was retried after its answer got lost
+        r0 = rec[0]
+        return CommitResult(run_id, int(r0["written"] or 0), int(r0["superseded"] or 0), int(r0["retired"] or 0),
+                            0, already=True)
+    for lo in range(0, len(items), batch):
+        chunk = items[lo : lo + batch]
 
-        retired += client.write_tx(work)
-    return retired
+        def retire(tx: neo4j.ManagedTransaction) -> None:
+            check_holder(tx, run_id, lock, fence=True)
+            tx.run(_STAGE_RETIRE, {"rows": chunk, "run": run_id}).consume()
+
+        client.write_tx(retire)
+    written = replaced = retired = txs = 0
+    t = now()
+    while True:
+        def flip(tx: neo4j.ManagedTransaction) -> tuple[int, int, int]:
+            check_holder(tx, run_id, lock, fence=True)
+            r = tx.run(_FLIP_OLD, {"run": run_id, "batch": batch, "now": t}).single()
+            n_old, n_ret = int(r["n"] or 0), int(r["retired"] or 0)
+            n_new = 0
+            if n_old < batch:  # every replaced edge is retired: now the run's own edges
+                n_new = int(tx.run(_FLIP_NEW, {"run": run_id, "batch": batch - n_old}).single()["n"] or 0)
+            return n_old, n_ret, n_new
+
+        n_old, n_ret, n_new = client.write_tx(flip)
+        txs += 1
+        replaced += n_old
+        retired += n_ret
+        written += n_new
+        say(f"commit: {replaced} replaced, {written} made current")
+        if n_old + n_new < batch:
+            break
+    res = CommitResult(run_id, written, replaced - retired, retired, txs + 1)
+
+    def last(tx: neo4j.ManagedTransaction) -> None:
+        check_holder(tx, run_id, lock, fence=True)
+        if finish is not None:
+            finish(tx, res)
+        else:
+            tx.run("MATCH (r:CompletionRun {id: $run}) SET r.status = 'committed', r.finished_at = $now",
+                   {"run": run_id, "now": now()}).consume()
+
+    client.write_tx(last)
+    return res
 
 
 # -- rollback ---------------------------------------------------------------------------------------
@@ -197,6 +305,17 @@ MATCH ()-[e:PREDICTED_VALUE]->() WHERE e.run_id = $run
 WITH e LIMIT $batch
 DELETE e
 RETURN count(*) AS deleted
+"""
+
+# Before ``superseded_by`` is cleared: what the run replaced is current again (readers that apply the
+# pending rule show it as current throughout: first through ``superseded_by``, then through ``current``).
+_RECURRENT = """
+MATCH (p:Product)-[x:PREDICTED_VALUE]->()
+WHERE x.superseded_by = $run AND x.current = false AND x.review IS NULL
+  AND NOT EXISTS { MATCH (p)-[c:PREDICTED_VALUE]->() WHERE c.current = true AND c.attribute = x.attribute AND c <> x }
+WITH x LIMIT $batch
+SET x.current = true
+RETURN count(*) AS n
 """
 
 _RESTORE = """
@@ -219,21 +338,25 @@ RETURN count(*) AS restored, sum(CASE WHEN owner IS NULL AND x.review IS NULL TH
 class RollbackResult:
     run_id: str
     deleted: int  # the run's predicted edges removed
-    restored: int  # earlier predictions the run had replaced, made current again
+    restored: int  # earlier predictions the run had replaced (or was about to replace), current again
     reassigned: int  # earlier predictions now superseded by a later run instead
 
 
 def undo_run_writes(client: Neo4jClient, run_id: str, *, lock: str = LOCK_NAME, holder: str | None = None,
                     batch_size: int = 5000) -> RollbackResult:
-    """Remove exactly ``run_id``'s predicted edges and restore what it superseded (batched, idempotent:
-    an interrupted rollback is finished by calling it again). ``holder`` (the run or session holding
-    the lock) is checked in every batch."""
+    """Remove exactly ``run_id``'s predicted edges (staged or committed) and restore what it superseded
+    or was about to (batched, idempotent: an interrupted rollback is finished by calling it again).
+    ``holder`` (the run or session holding the lock) is checked in every batch.
+
+    For a pending run (one that died or failed) readers see no change at all: none of its edges were
+    shown and what it was replacing was shown as current all along. Rolling back a committed run
+    changes what readers see batch by batch."""
     deleted = restored = current = 0
 
     def batch(q: str) -> dict[str, Any]:
         def work(tx: neo4j.ManagedTransaction) -> dict[str, Any]:
             if holder is not None:
-                check_holder(tx, holder, lock)
+                check_holder(tx, holder, lock, fence=True)
             rec = tx.run(q, {"run": run_id, "batch": batch_size}).single()
             return rec.data() if rec else {}
         return client.write_tx(work)
@@ -243,6 +366,8 @@ def undo_run_writes(client: Neo4jClient, run_id: str, *, lock: str = LOCK_NAME, 
         deleted += n
         if n < batch_size:
             break
+    while int(batch(_RECURRENT).get("n") or 0) == batch_size:
+        pass
     while True:
         d = batch(_RESTORE)
         n = int(d.get("restored") or 0)
@@ -251,6 +376,25 @@ def undo_run_writes(client: Neo4jClient, run_id: str, *, lock: str = LOCK_NAME, 
         if n == 0:
             break
     return RollbackResult(run_id, deleted, current, restored - current)
+
+
+def recover_dead_runs(client: Neo4jClient, holder: str, *, exclude: str | None = None, lock: str = LOCK_NAME
+                      ) -> list[RollbackResult]:
+    """Under the lock held by ``holder``: every run that died pending (still ``running``, or ``failed``
+    and not cleaned; ``exclude`` aside) is marked failed, undone (:func:`undo_run_writes`) and then
+    marked cleaned, which is when it stops being pending. Readers see no change throughout."""
+    from .runs import dead_runs, finish_run, get_run, update_run
+
+    done = []
+    for rid in dead_runs(client, exclude or holder):
+        rec = get_run(client, rid)
+        if rec.status == "running":
+            finish_run(client, rid, status="failed",
+                       error="the run stopped without finishing (its process died or lost the database); "
+                             f"recovered by {holder}", extra={"cleaned": False})
+        done.append(undo_run_writes(client, rid, lock=lock, holder=holder))
+        update_run(client, rid, {"cleaned": True, "recovered_by": holder})
+    return done
 
 
 # -- review -----------------------------------------------------------------------------------------
@@ -265,13 +409,14 @@ class ReviewResult:
     p: float | None
 
 
-_FIND_PREDICTION = """
+_FIND_PREDICTION = PENDING_RUNS + """
 MATCH (p:Product {id: $product})-[e:PREDICTED_VALUE {attribute: $attribute}]->(v)
-WHERE ($norm IS NULL AND e.current = true) OR ($norm IS NOT NULL AND coalesce(v.norm, v.key) = $norm)
+WHERE """ + SHOWN + """
+  AND (($norm IS NULL AND """ + CURRENT + """) OR ($norm IS NOT NULL AND coalesce(v.norm, v.key) = $norm))
 RETURN elementId(e) AS eid, e.run_id AS run_id, e.p AS p, e.model AS model, e.model_version AS model_version,
-       e.current AS current, e.review AS review, coalesce(v.value, v.name, v.key) AS value,
+       """ + CURRENT + """ AS current, e.review AS review, coalesce(v.value, v.name, v.key) AS value,
        coalesce(v.norm, v.key) AS norm, e.created_at AS created_at
-ORDER BY e.current DESC, e.created_at DESC
+ORDER BY current DESC, e.created_at DESC
 LIMIT 1
 """
 
@@ -314,6 +459,10 @@ RETURN count(*) AS n
 """
 
 
+def _find_prediction(client: Neo4jClient, product: str, attribute: str, norm: str | None) -> list[dict[str, Any]]:
+    return client.read(_FIND_PREDICTION, {"product": product, "attribute": attribute, "norm": norm})
+
+
 def _norm_of(client: Neo4jClient, attribute: str, value: str | None) -> str | None:
     """The norm of a value given by its display form or norm (None stays None)."""
     if value is None:
@@ -334,7 +483,7 @@ def accept_prediction(client: Neo4jClient, product: str, attribute: str, value: 
     """Turn a prediction (the current one of the slot, or the one of ``value``) into an asserted fact
     with provenance (``source: 'review'``, the run, model and probability that proposed it)."""
     norm = _norm_of(client, attribute, value)
-    rows = client.read(_FIND_PREDICTION, {"product": str(product), "attribute": attribute, "norm": norm})
+    rows = _find_prediction(client, str(product), attribute, norm)
     if not rows:
         what = f"value {value!r}" if value else "a current prediction"
         raise WritebackError(f"product {product!r} has no predicted {what} for {attribute!r}; "
@@ -353,7 +502,7 @@ def reject_prediction(client: Neo4jClient, product: str, attribute: str, value: 
     """Record that ``value`` (default: the slot's current prediction) is wrong for the product: the
     prediction stops being current and no later run proposes that value for that product again."""
     norm = _norm_of(client, attribute, value)
-    rows = client.read(_FIND_PREDICTION, {"product": str(product), "attribute": attribute, "norm": norm})
+    rows = _find_prediction(client, str(product), attribute, norm)
     if not rows and norm is None:
         raise WritebackError(f"product {product!r} has no current prediction for {attribute!r}; give the value to reject")
     r = rows[0] if rows else {"run_id": None, "p": None, "value": value, "norm": norm}
@@ -385,7 +534,7 @@ class StoredPrediction:
     verdict: str
     run_id: str
     model: str | None
-    current: bool
+    current: bool  # as readers see it (see the module docstring)
     review: str | None
     superseded_by: str | None
     rules: tuple[str, ...]
@@ -394,14 +543,17 @@ class StoredPrediction:
     text_evidence: str | None
     explanation: str | None
     created_at: datetime | None
+    pending: bool = False  # an edge of a run that has not committed (only with ``predictions(pending=True)``)
 
 
 _PRED_FIELDS = """
 RETURN p.id AS product, e.attribute AS attribute, coalesce(v.value, v.name, v.key) AS value,
        coalesce(v.norm, v.key) AS norm, e.p AS p, e.rank AS rank, e.verdict AS verdict, e.run_id AS run_id,
-       e.model AS model, e.current AS current, e.review AS review, e.superseded_by AS superseded_by,
+       e.model AS model, shown AND cur AS current, e.review AS review,
+       CASE WHEN shown AND cur THEN null ELSE e.superseded_by END AS superseded_by,
        e.rules AS rules, e.violations AS violations, e.evidence_products AS evidence_products,
-       e.text_evidence AS text_evidence, e.explanation AS explanation, e.created_at AS created_at
+       e.text_evidence AS text_evidence, e.explanation AS explanation, e.created_at AS created_at,
+       NOT shown AS pending
 """
 
 
@@ -409,53 +561,87 @@ def _stored(r: dict[str, Any]) -> StoredPrediction:
     return StoredPrediction(r["product"], r["attribute"], r["value"], r["norm"], float(r["p"]), int(r["rank"] or 0),
                             r["verdict"], r["run_id"], r["model"], bool(r["current"]), r["review"], r["superseded_by"],
                             tuple(r["rules"] or ()), tuple(r["violations"] or ()), tuple(r["evidence_products"] or ()),
-                            r["text_evidence"], r["explanation"], plain(r["created_at"]))
+                            r["text_evidence"], r["explanation"], plain(r["created_at"]), bool(r["pending"]))
+
+
+_PREDICTIONS = PENDING_RUNS + """
+MATCH (p:Product)-[e:PREDICTED_VALUE]->(v)
+WHERE ($run IS NULL OR e.run_id = $run) AND ($product IS NULL OR p.id = $product)
+WITH p, e, v, """ + SHOWN + """ AS shown, """ + CURRENT + """ AS cur
+WHERE (shown OR $pending) AND ($current IS NULL OR (shown AND cur) = $current)
+  AND ($verdict IS NULL OR e.verdict = $verdict)
+""" + _PRED_FIELDS + " ORDER BY e.p DESC, p.id, e.attribute LIMIT $limit"
 
 
 def predictions(client: Neo4jClient, *, run_id: str | None = None, product: str | None = None,
-                current: bool | None = None, verdict: str | None = None, limit: int = 1000) -> list[StoredPrediction]:
-    """Stored predictions, filtered (best probability first)."""
-    rows = client.read("""
-        MATCH (p:Product)-[e:PREDICTED_VALUE]->(v)
-        WHERE ($run IS NULL OR e.run_id = $run) AND ($product IS NULL OR p.id = $product)
-          AND ($current IS NULL OR e.current = $current) AND ($verdict IS NULL OR e.verdict = $verdict)
-        """ + _PRED_FIELDS + " ORDER BY e.p DESC, p.id, e.attribute LIMIT $limit",
-        {"run": run_id, "product": product, "current": current, "verdict": verdict, "limit": limit})
+                current: bool | None = None, verdict: str | None = None, pending: bool = False,
+                limit: int = 1000) -> list[StoredPrediction]:
+    """Stored predictions as readers see them, filtered (best probability first). The edges of a run
+    that has not committed (running, or dead and not yet recovered) only with ``pending=True``."""
+    rows = client.read(_PREDICTIONS, {"run": run_id, "product": product, "current": current, "verdict": verdict,
+                                      "pending": pending, "limit": limit})
     return [_stored(r) for r in rows]
+
+
+_CURRENT_SET = PENDING_RUNS + """
+MATCH (p:Product)-[e:PREDICTED_VALUE]->(v)
+WHERE """ + SHOWN + " AND " + CURRENT + """
+RETURN p.id AS product, e.attribute AS attribute, coalesce(v.norm, v.key) AS norm, e.run_id AS run_id
+"""
+
+
+def current_set(client: Neo4jClient) -> set[tuple[str, str, str, str]]:
+    """Every current prediction as readers see it, as (product id, attribute, norm, run id), in one query."""
+    return {(r["product"], r["attribute"], r["norm"], r["run_id"]) for r in client.read(_CURRENT_SET)}
 
 
 @dataclass(frozen=True)
 class IntegrityReport:
-    """Invariant checks over all predicted edges (see the module docstring)."""
+    """Invariant checks over all predicted edges (see the module docstring), as readers see them."""
 
-    predicted_edges: int
+    predicted_edges: int  # every edge, pending runs' included
     current_edges: int
     slots_with_several_current: int
     duplicate_run_edges: int  # a run with two edges for one (product, attribute, value)
     duplicate_run_slots: int  # a run with two edges for one (product, attribute)
     current_over_asserted: int  # current predictions of a slot that has an asserted value: allowed but counted
+    pending_edges: int = 0  # edges of runs that have not committed (running, or dead and not yet recovered)
+    staged_current: int = 0  # staged and ``current = true`` at once, outside a commit in progress: never
+    staged_of_finished: int = 0  # still staged although their run committed or was rolled back: never
 
     @property
     def ok(self) -> bool:
-        return self.slots_with_several_current == 0 and self.duplicate_run_edges == 0 and self.duplicate_run_slots == 0
+        return (self.slots_with_several_current == 0 and self.duplicate_run_edges == 0 and self.duplicate_run_slots == 0
+                and self.staged_current == 0 and self.staged_of_finished == 0)
+
+
+_INTEGRITY = PENDING_RUNS + """
+CALL (pending) { MATCH ()-[e:PREDICTED_VALUE]->() WITH e, """ + SHOWN + """ AS shown
+          RETURN count(e) AS edges, sum(CASE WHEN shown AND """ + CURRENT + """ THEN 1 ELSE 0 END) AS cur,
+                 sum(CASE WHEN shown THEN 0 ELSE 1 END) AS pend,
+                 sum(CASE WHEN e.staged AND e.current AND NOT e.run_id IN pending THEN 1 ELSE 0 END) AS staged_cur }
+CALL (pending) { MATCH (p:Product)-[e:PREDICTED_VALUE]->() WHERE """ + SHOWN + " AND " + CURRENT + """
+          WITH p, e.attribute AS a, count(*) AS n WHERE n > 1 RETURN count(*) AS several }
+CALL () { MATCH (p:Product)-[e:PREDICTED_VALUE]->(v) WITH p, v, e.run_id AS run, count(*) AS n
+          WHERE n > 1 RETURN count(*) AS dup_edges }
+CALL () { MATCH (p:Product)-[e:PREDICTED_VALUE]->() WITH p, e.attribute AS a, e.run_id AS run, count(*) AS n
+          WHERE n > 1 RETURN count(*) AS dup_slots }
+CALL (pending) { MATCH (p:Product)-[e:PREDICTED_VALUE]->(:Value) WHERE """ + SHOWN + " AND " + CURRENT + """
+            AND EXISTS { MATCH (p)-[:HAS_VALUE]->(:Value {attribute: e.attribute}) }
+          RETURN count(e) AS over }
+CALL () { MATCH ()-[e:PREDICTED_VALUE {staged: true}]->() WITH e.run_id AS run, count(*) AS n
+          MATCH (r:CompletionRun {id: run}) WHERE r.status IN ['committed', 'rolled_back']
+          RETURN sum(n) AS staged_fin }
+RETURN edges, cur, several, dup_edges, dup_slots, over, pend, staged_cur, staged_fin
+"""
 
 
 def integrity(client: Neo4jClient) -> IntegrityReport:
-    r = client.read("""
-        CALL () { MATCH ()-[e:PREDICTED_VALUE]->() RETURN count(e) AS edges,
-                  sum(CASE WHEN e.current THEN 1 ELSE 0 END) AS cur }
-        CALL () { MATCH (p:Product)-[e:PREDICTED_VALUE {current: true}]->() WITH p, e.attribute AS a, count(*) AS n
-                  WHERE n > 1 RETURN count(*) AS several }
-        CALL () { MATCH (p:Product)-[e:PREDICTED_VALUE]->(v) WITH p, v, e.run_id AS run, count(*) AS n
-                  WHERE n > 1 RETURN count(*) AS dup_edges }
-        CALL () { MATCH (p:Product)-[e:PREDICTED_VALUE]->() WITH p, e.attribute AS a, e.run_id AS run, count(*) AS n
-                  WHERE n > 1 RETURN count(*) AS dup_slots }
-        CALL () { MATCH (p:Product)-[e:PREDICTED_VALUE {current: true}]->(:Value)
-                  WHERE EXISTS { MATCH (p)-[:HAS_VALUE]->(:Value {attribute: e.attribute}) }
-                  RETURN count(e) AS over }
-        RETURN edges, cur, several, dup_edges, dup_slots, over""")[0]
+    """The invariants, in one query, on what readers see (never part of a commit)."""
+    r = client.read(_INTEGRITY)[0]
     return IntegrityReport(int(r["edges"]), int(r["cur"] or 0), int(r["several"]), int(r["dup_edges"]),
-                           int(r["dup_slots"]), int(r["over"]))
+                           int(r["dup_slots"]), int(r["over"]), int(r["pend"] or 0), int(r["staged_cur"] or 0),
+                           int(r["staged_fin"] or 0))
 
 
 def asserted_fingerprint(client: Neo4jClient) -> tuple[int, int, int, str]:
@@ -480,7 +666,8 @@ def asserted_fingerprint(client: Neo4jClient) -> tuple[int, int, int, str]:
 
 
 __all__ = [
-    "BRAND", "BatchResult", "IntegrityReport", "PredictionRow", "ReviewResult", "RollbackResult", "StoredPrediction",
-    "VERDICTS", "WritebackError", "accept_prediction", "asserted_fingerprint", "integrity", "predictions",
-    "reject_prediction", "rejected_values", "retire_predictions", "undo_run_writes", "write_predictions",
+    "BRAND", "CURRENT", "CommitResult", "IntegrityReport", "PENDING_RUNS", "PredictionRow", "ReviewResult",
+    "RollbackResult", "SHOWN", "StageResult", "StoredPrediction", "VERDICTS", "WritebackError", "accept_prediction",
+    "asserted_fingerprint", "commit_predictions", "current_set", "integrity", "predictions", "reject_prediction",
+    "recover_dead_runs", "rejected_values", "undo_run_writes", "write_predictions",
 ]

@@ -1,0 +1,24 @@
+"""What the demo shows: a spread across informative attributes, not the most probable trivial facts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attrgraph.complete import CompletionResult, WrittenPrediction
+
+
+def _p(product: str, attribute: str, value: str, p: float, carried: int, verdict: str = "accept") -> WrittenPrediction:
+    return WrittenPrediction(product, None, "Tshirts", attribute, value, value.lower(), p, 0, 0.5, verdict, [], [], [],
+                             {"category": "Tshirts", "with_value_in_category": carried, "category_products": 100}, None)
+
+
+def test_showcase_spreads_over_attributes_and_skips_values_nearly_everyone_has() -> None:
+    preds = [_p("1", "Power Source", "Battery", 1.0, 99), _p("2", "Shoe Width", "Regular", 1.0, 97),
+             _p("3", "baseColour", "Blue", 0.93, 20), _p("4", "baseColour", "Red", 0.97, 15),
+             _p("5", "baseColour", "Black", 0.91, 30), _p("6", "Pattern", "Striped", 0.95, 10),
+             _p("7", "Pattern", "Solid", 0.99, 60), _p("8", "@brand", "Roadster", 0.9, 5, verdict="needs_review")]
+    res = CompletionResult("r", "committed", "full", False, Path("."), "gnn", "v", "trained", {}, {}, {}, [], preds)
+    assert [p.p for p in res.top(2)] == [1.0, 1.0]  # the most probable: the trivial ones
+    show = res.showcase(5)
+    assert [(p.attribute, p.value) for p in show] == [("baseColour", "Red"), ("Pattern", "Solid")]
+    assert [p.attribute for p in res.showcase(5, verdict=None)] == ["baseColour", "Pattern", "@brand"]
