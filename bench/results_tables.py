@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.catalogs_table import _table, write_readme  # noqa: E402
+from bench.catalogs_table import _s, _table, write_readme  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
@@ -91,11 +91,6 @@ def _f(x: Any, nd: int = 3) -> str:
     return str(x)
 
 
-def _s(x: Any) -> str:
-    """Seconds: one decimal below 100, none above."""
-    if x is None:
-        return "—"
-    return f"{x:.1f}" if x < 100 else f"{x:,.0f}"
 
 
 def _pct(x: float, nd: int = 1) -> str:

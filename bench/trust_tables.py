@@ -21,15 +21,9 @@ BEGIN, END = "<!-- trust-tables:begin -->", "<!-- trust-tables:end -->"
 
 
 def _n(x: Any, nd: int = 3) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        return f"{x:.{nd}f}"
-    if isinstance(x, int):
-        return f"{x:,}"
-    return str(x)
+    from bench.results_tables import _f
+
+    return _f(x, nd)
 
 
 def _records(name: str) -> list[dict[str, Any]]:
