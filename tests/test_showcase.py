@@ -22,3 +22,20 @@ def test_showcase_spreads_over_attributes_and_skips_values_nearly_everyone_has()
     show = res.showcase(5)
     assert [(p.attribute, p.value) for p in show] == [("baseColour", "Red"), ("Pattern", "Solid")]
     assert [p.attribute for p in res.showcase(5, verdict=None)] == ["baseColour", "Pattern", "@brand"]
+
+
+def test_print_top_shows_what_the_model_used_and_labels_examples(capsys) -> None:
+    from attrgraph.cli_complete import print_top
+
+    p = _p("9", "Pattern", "Striped", 0.95, 10)
+    p.model_used = {"runner_up": "Solid", "margin": 2.5, "parts": {"gnn": 1.0, "text_prior": 1.5},
+                    "text_features": [["stripes", 0.8], ["title~ str", 0.3]]}
+    p.neighbours = [{"id": "12", "title": "Striped polo", "why": "same category"}]
+    p.rules = ["known-value"]
+    res = CompletionResult("r", "committed", "full", False, Path("."), "gnn", "v", "trained", {}, {}, {}, [], [p])
+    print_top(res, 3, spread=True)
+    out = capsys.readouterr().out
+    assert "margin +2.50 over 'Solid' (gnn +1.00, text_prior +1.50)" in out
+    assert "text features it used: stripes (+0.80), title~ str (+0.30)" in out
+    assert "examples carrying it (not model inputs): 12 Striped polo" in out and "supported by" not in out
+    assert "rules that could have fired and passed: known-value" in out
