@@ -1,8 +1,9 @@
 """Are the text features an explanation cites the ones the model used? A deletion test, per catalog.
 
 For each shared catalog: the GNN completion model is fitted as ``attrgraph train`` fits it (90% of the
-asserted facts; ``gnn.completion.CompletionPredictor.fit``), every missing applicable slot is ranked,
-and ``n`` (1,000) of its top-1 predictions are sampled (seeded). For each, ``GnnCompletionModel.explain``
+asserted facts; ``gnn.completion.CompletionPredictor.fit``), every missing applicable slot and every
+held-out (valid) pair is ranked (the valid facts hidden from the graph), and ``n`` (1,000) of these
+top-1 predictions are sampled (seeded). For each, ``GnnCompletionModel.explain``
 cites up to five text features (word n-grams, title character n-grams, property tokens) that push the
 chosen value's score up. Then the product's inputs are changed in two ways and the model scores them
 again, end to end (TF-IDF rows, title character n-grams, mentions, and the text embedding re-encoded by
@@ -186,10 +187,26 @@ def run_catalog(name: str, work: Path, *, n: int, seed: int, max_seconds: float,
     model = pred.model
     log(f"[{name}] fitted in {pred.fit_seconds:.0f} s")
     cands = pred.predict(snap, top_k=1)
-    rng = np.random.default_rng(seed)
-    rows = np.flatnonzero(cands.candidate[:, 0] >= 0)
-    sample = np.sort(rng.choice(rows, min(n, len(rows)), replace=False))
     sp = pred.split
+    # the predictions to explain: the top-1 pick of every missing applicable slot and of every held-out
+    # (valid) pair -- a catalog whose slots are all filled (BigBasket's brands) still has the latter. The
+    # graph hides the valid facts throughout (as when they were scored for calibration).
+    model._hidden = ("valid",)
+    pool: list[tuple[int, int, int, str]] = []  # (attribute, product, chosen local position, source)
+    for a in np.unique(cands.attribute):
+        rs = np.flatnonzero((cands.attribute == a) & (cands.candidate[:, 0] >= 0))
+        local = {int(c): j for j, c in enumerate(np.asarray(sp.candidates(int(a))).tolist())}
+        pool += [(int(a), int(cands.product[r]), local[int(cands.candidate[r, 0])], "missing") for r in rs]
+    valid = sp.pairs("valid")
+    for a in np.unique(sp.attribute[valid]):
+        prods = sp.product[valid[sp.attribute[valid] == a]]
+        if sp.num_candidates(int(a)) == 0:
+            continue
+        top = model._score_attribute(int(a), prods).argmax(1)
+        pool += [(int(a), int(p), int(c), "valid") for p, c in zip(prods, top)]
+    rng = np.random.default_rng(seed)
+    sample = sorted(rng.choice(len(pool), min(n, len(pool)), replace=False).tolist())
+    picked = [pool[i] for i in sample]
     pattern = re.compile(TOKEN_PATTERN)
 
     def prop_name(k: str) -> str:
@@ -197,13 +214,11 @@ def run_catalog(name: str, work: Path, *, n: int, seed: int, max_seconds: float,
 
     # explanations of the sampled top-1 picks (local candidate positions), attribute by attribute
     items: list[dict[str, Any]] = []
-    for a in np.unique(cands.attribute[sample]):
-        rs = sample[cands.attribute[sample] == a]
-        local = {int(c): j for j, c in enumerate(np.asarray(sp.candidates(int(a))).tolist())}
-        chosen = np.array([local[int(c)] for c in cands.candidate[rs, 0]], np.int64)
-        ex = model.explain(int(a), cands.product[rs], chosen)
-        for r, c, d in zip(rs, chosen, ex):
-            items.append({"attribute": int(a), "product": int(cands.product[r]), "chosen": int(c),
+    for a in sorted({x[0] for x in picked}):
+        group = [x for x in picked if x[0] == a]
+        ex = model.explain(a, np.array([x[1] for x in group], np.int64), np.array([x[2] for x in group], np.int64))
+        for (_, prod, c, src), d in zip(group, ex):
+            items.append({"attribute": a, "product": prod, "chosen": c, "source": src,
                           "cited": [f for f, _ in d.get("text_features", []) if isinstance(f, str)],
                           "only_candidate": bool(d.get("only_candidate"))})
     with_cites = [it for it in items if it["cited"]]
@@ -241,6 +256,8 @@ def run_catalog(name: str, work: Path, *, n: int, seed: int, max_seconds: float,
     b, c, rr = np.array(before), np.array(after_c), np.array(after_r)
     out = {
         "catalog": name, "products": snap.num_nodes("product"), "slots_ranked": len(cands), "sampled": len(items),
+        "pool": {"missing_slots": sum(x[3] == "missing" for x in pool), "valid_pairs": sum(x[3] == "valid" for x in pool)},
+        "sampled_from": {src: sum(it["source"] == src for it in items) for src in ("missing", "valid")},
         "with_cited_features": len(with_cites), "only_candidate": sum(it["only_candidate"] for it in items),
         "tokens_deleted": kinds,
         "faithfulness": float((c < b).mean()) if len(b) else None,
