@@ -94,3 +94,12 @@ def test_text_speed_takes_the_latest_run_and_the_latest_run_of_each_missing_enco
     assert [(r["run"], r["encoder"]) for r in sel] == [("c", "minilm@48"), ("c", "minilm@128"), ("b", "minilm"),
                                                        ("b", "static")]
     assert "`minilm@48`" in rt.text_speed_block(tmp_path)
+
+
+def test_the_readme_evidence_tables_are_what_the_records_give() -> None:
+    from bench import trust_tables
+
+    doc = trust_tables.README.read_text(encoding="utf-8")
+    block = doc.split(trust_tables.BEGIN)[1].split(trust_tables.END)[0].strip()
+    assert block == trust_tables.render().strip()
+    assert "Confirmation split" in block and "Faithfulness" in block and "**Rules**" in block
