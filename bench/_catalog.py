@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gnn.text import product_text
 from ingest import shipped_mapping
@@ -46,6 +47,15 @@ def read_products(path: str | Path, mapping: str | Mapping, limit: int | None = 
                 seen.add(p.id)
                 out.append(p)
     return out
+
+
+def catalog_names(ap: Any, text: str, valid: Any) -> list[str]:
+    """The comma-separated catalog names of ``text``, each one of ``valid`` (else ``ap.error``)."""
+    names = [c for c in text.split(",") if c]
+    bad = [c for c in names if c not in valid]
+    if bad:
+        ap.error(f"unknown catalog(s) {bad}; valid: {', '.join(valid)}")
+    return names
 
 
 def text_of(p: MappedProduct, max_chars: int = 1000) -> str:

@@ -602,10 +602,9 @@ def main() -> None:
                          "directory, removed at the end)")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    names = [c for c in args.catalogs.split(",") if c]
-    bad = [c for c in names if c not in CATALOGS]
-    if bad:
-        ap.error(f"unknown catalog(s) {bad}; valid: {', '.join(CATALOGS)}")
+    from bench._catalog import catalog_names
+
+    names = catalog_names(ap, args.catalogs, CATALOGS)
     opts = json.loads(args.gnn_options)
     if not isinstance(opts, dict):
         ap.error("--gnn-options must be a JSON object")

@@ -1328,7 +1328,7 @@ def readme_markdown(record: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    from bench._catalog import CATALOGS
+    from bench._catalog import CATALOGS, catalog_names
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--catalogs", default="myntra,bigbasket,taobao", help=f"comma-separated: {', '.join(CATALOGS)}")
@@ -1345,10 +1345,7 @@ def main() -> None:
     ap.add_argument("--no-save", action="store_true", help=f"do not append to {RESULTS.relative_to(ROOT)}")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    names = [c for c in args.catalogs.split(",") if c]
-    bad = [c for c in names if c not in CATALOGS]
-    if bad:
-        ap.error(f"unknown catalog(s) {bad}; valid: {', '.join(CATALOGS)}")
+    names = catalog_names(ap, args.catalogs, CATALOGS)
     run(catalogs=names, per_kind=args.per_kind, n_clean=args.clean, seed=args.seed, level=args.category_level,
         model=None if args.no_model else args.model, threads=args.threads, max_products=args.max_products,
         audit_rounds=args.audit_rounds,

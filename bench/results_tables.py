@@ -71,12 +71,23 @@ def marker(name: str) -> tuple[str, str]:
 
 # ---------------------------------------------------------------------------------------------- helpers
 
-def records(name: str, results: Path = RESULTS) -> list[dict[str, Any]]:
-    """Every record of ``results/name`` in file order (the latest last)."""
+def records(name: str, results: Path = RESULTS, *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    """Every record of ``results/name`` in file order (the latest last); none for a missing file with
+    ``missing_ok``."""
     path = results / name
     if not path.exists():
+        if missing_ok:
+            return []
         raise SystemExit(f"{path}: no recorded results")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def latest_with(name: str, key: str, results: Path = RESULTS) -> dict[str, Any]:
+    """The latest record of ``results/name`` that has ``key``."""
+    recs = [r for r in records(name, results) if key in r]
+    if not recs:
+        raise SystemExit(f"{name}: no record with {key!r}")
+    return recs[-1]
 
 
 def _f(x: Any, nd: int = 3) -> str:
@@ -266,10 +277,7 @@ def _completion_on(fingerprint: str | None, seed: int | None, results: Path) -> 
 # ---------------------------------------------------------------------------------------------- ceiling
 
 def ceiling_block(results: Path = RESULTS) -> str:
-    recs = [r for r in records("ceiling.jsonl", results) if "oracle" in r]
-    if not recs:
-        raise SystemExit("ceiling.jsonl: no record with an oracle over methods")
-    rec = recs[-1]
+    rec = latest_with("ceiling.jsonl", "oracle", results)
     o = rec["oracle"]
     comp = _completion_on(rec.get("fingerprint"), rec.get("seed"), results)
     best = o["best"]
@@ -324,10 +332,7 @@ def _multiple(fit: dict[str, float], hits: float) -> str:
 
 
 def learning_curve_block(results: Path = RESULTS) -> str:
-    recs = [r for r in records("ceiling.jsonl", results) if "learning_curve" in r]
-    if not recs:
-        raise SystemExit("ceiling.jsonl: no record with a learning curve")
-    rec = recs[-1]
+    rec = latest_with("ceiling.jsonl", "learning_curve", results)
     lc = rec["learning_curve"]
     on = lc.get("graded_on", "test")
     pts = lc["points"]

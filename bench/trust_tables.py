@@ -10,7 +10,6 @@ latest scoring), ``faithfulness.jsonl`` and ``rules.jsonl`` and writes them betw
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,9 @@ def _n(x: Any, nd: int = 3) -> str:
 
 
 def _records(name: str) -> list[dict[str, Any]]:
-    f = RESULTS / name
-    if not f.exists():
-        return []
-    return [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from bench.results_tables import records
+
+    return records(name, RESULTS, missing_ok=True)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -155,7 +155,6 @@ MATCH (r:CompletionRun {id: $run}) SET r.heartbeat_at = $now
 RETURN count(l) AS held
 """
 
-_HOLDER = "MATCH (l:CompletionLock {name: $name}) RETURN l.holder AS holder"
 
 
 def _lock_info(name: str, row: dict[str, Any] | None) -> LockInfo:
@@ -257,13 +256,13 @@ RETURN l.holder AS holder
 """
 
 
-def check_holder(tx: neo4j.ManagedTransaction, run_id: str, name: str = LOCK_NAME, *, fence: bool = False) -> None:
+def check_holder(tx: neo4j.ManagedTransaction, run_id: str, name: str = LOCK_NAME) -> None:
     """Inside a write transaction: raise :class:`LockLost` unless ``run_id`` holds the lock.
 
-    Run first in every write batch, so a run that lost its lock cannot commit another write. With
-    ``fence`` the lock node stays write-locked until the transaction ends, so no other run can take
-    the lock over (and start undoing this run) while the batch is being written."""
-    row = tx.run(_FENCE if fence else _HOLDER, {"name": name, "run": run_id, "now": now()}).single()
+    Run first in every write batch, so a run that lost its lock cannot commit another write. The lock
+    node stays write-locked until the transaction ends, so no other run can take the lock over (and
+    start undoing this run) while the batch is being written."""
+    row = tx.run(_FENCE, {"name": name, "run": run_id, "now": now()}).single()
     holder = row["holder"] if row else None
     if holder != run_id:
         raise LockLost(f"run {run_id} no longer holds the completion lock {name!r} (holder: {holder}); "

@@ -216,7 +216,7 @@ def write_predictions(client: Neo4jClient, run_id: str, rows: Sequence[Predictio
         brands = [r.params() for r in chunk if r.attribute == BRAND]
 
         def work(tx: neo4j.ManagedTransaction) -> tuple[int, int]:
-            check_holder(tx, run_id, lock, fence=True)
+            check_holder(tx, run_id, lock)
             w = s = 0
             t = now()
             for q, rs in ((_STAGE_VALUES, values), (_STAGE_BRANDS, brands)):
@@ -261,7 +261,7 @@ def commit_predictions(client: Neo4jClient, run_id: str, keep: dict[str, Iterabl
         chunk = items[lo : lo + batch]
 
         def retire(tx: neo4j.ManagedTransaction) -> None:
-            check_holder(tx, run_id, lock, fence=True)
+            check_holder(tx, run_id, lock)
             tx.run(_STAGE_RETIRE, {"rows": chunk, "run": run_id}).consume()
 
         client.write_tx(retire)
@@ -269,7 +269,7 @@ def commit_predictions(client: Neo4jClient, run_id: str, keep: dict[str, Iterabl
     t = now()
     while True:
         def flip(tx: neo4j.ManagedTransaction) -> tuple[int, int, int]:
-            check_holder(tx, run_id, lock, fence=True)
+            check_holder(tx, run_id, lock)
             r = tx.run(_FLIP_OLD, {"run": run_id, "batch": batch, "now": t}).single()
             n_old, n_ret = int(r["n"] or 0), int(r["retired"] or 0)
             n_new = 0
@@ -288,7 +288,7 @@ def commit_predictions(client: Neo4jClient, run_id: str, keep: dict[str, Iterabl
     res = CommitResult(run_id, written, replaced - retired, retired, txs + 1)
 
     def last(tx: neo4j.ManagedTransaction) -> None:
-        check_holder(tx, run_id, lock, fence=True)
+        check_holder(tx, run_id, lock)
         if finish is not None:
             finish(tx, res)
         else:
@@ -356,7 +356,7 @@ def undo_run_writes(client: Neo4jClient, run_id: str, *, lock: str = LOCK_NAME, 
     def batch(q: str) -> dict[str, Any]:
         def work(tx: neo4j.ManagedTransaction) -> dict[str, Any]:
             if holder is not None:
-                check_holder(tx, holder, lock, fence=True)
+                check_holder(tx, holder, lock)
             rec = tx.run(q, {"run": run_id, "batch": batch_size}).single()
             return rec.data() if rec else {}
         return client.write_tx(work)
