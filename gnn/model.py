@@ -87,7 +87,12 @@ class GnnConfig:
     prior_budget: int = 4_000_000  # weights kept per classifier (attribute), shared by its classes
     prior_refit: bool = True  # the prior's classifiers refitted on all training facts score unseen facts (gnn.prior)
     prior_max_classes: int = 200  # an attribute with more values gets a class-centroid prior (cost: facts, not facts x classes)
-    select_by_valid: bool = True  # per attribute, the prior alone replaces the model where it ranks the valid pairs better
+    select_by_valid: bool = True  # per attribute, the prior alone (or the text head) replaces the model where it ranks
+    # the valid pairs better
+    text_head: bool = True  # beside the graph head, a decoder head on the product's own inputs only (no messages:
+    # the model's text part), trained on the same batches; its loss trains that head only (every other weight
+    # it reads is a constant to it), so the graph head learns as without it. select_by_valid picks, per
+    # attribute, the graph head, the text head or the prior
     prior_share: float = 0.5  # of max_seconds: no logistic regression of the prior starts later (centroids instead)
     description_chars: int = 300
     mentions: bool = True  # a candidate whose name the product's title names gets mention_w[attribute, 0] added
@@ -237,6 +242,8 @@ def _build_net(cfg: GnnConfig, dims: dict[str, Any], rels: list[tuple[str, str, 
             self.norms = nn.ModuleList([nn.ModuleDict({t: nn.LayerNorm(H) for t in NODE_TYPES}) for _ in range(n_layers)])
             self.drop = nn.Dropout(cfg.dropout)
             self.head = nn.Sequential(nn.Linear(2 * H, H), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(H, H))
+            self.head_text = nn.Sequential(nn.Linear(H, H), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(H, H)) \
+                if cfg.text_head and n_layers > 0 else None
             self.cand = nn.Linear(H, H)
             self.rel = nn.Embedding(dims["num_attributes"], H)
             nn.init.ones_(self.rel.weight)
@@ -273,13 +280,21 @@ def _build_net(cfg: GnnConfig, dims: dict[str, Any], rels: list[tuple[str, str, 
                 x["value"], x["brand"] = x0["value"], x0["brand"]
             return x
 
-        def query(self, h_products: Any) -> Any:
-            """float [M, H]: the query vectors of M products (rows of ``h_products`` [M, 2H])."""
+        def query(self, h_products: Any, text: bool = False) -> Any:
+            """float [M, H]: the query vectors of M products (rows of ``h_products`` [M, 2H]: after message
+            passing, then their own inputs); ``text``: the text head's, from the products' own inputs only
+            (detached: its loss does not train what the graph head reads)."""
+            if text:
+                return self.head_text(h_products[:, h_products.shape[1] // 2:].detach())
             return self.head(h_products)
 
-        def logits(self, q: Any, attribute: int, k: Any, cand_bias: Any) -> Any:
-            """float [M, C]: scores of M queries over C candidate vectors ``k`` [C, H] of ``attribute``."""
-            return ((q * self.rel.weight[attribute]) @ k.T) * (self.scale / q.shape[1]) + cand_bias
+        def logits(self, q: Any, attribute: int, k: Any, cand_bias: Any, detach: bool = False) -> Any:
+            """float [M, C]: scores of M queries over C candidate vectors ``k`` [C, H] of ``attribute``
+            (``detach``: the decoder's weights as constants, for the text head's loss)."""
+            rel, scale = self.rel.weight[attribute], self.scale
+            if detach:
+                rel, scale, k, cand_bias = rel.detach(), scale.detach(), k.detach(), cand_bias.detach()
+            return ((q * rel) @ k.T) * (scale / q.shape[1]) + cand_bias
 
     return Net()
 
@@ -534,6 +549,8 @@ class GnnCompletionModel(Baseline):
                     opt.zero_grad()
                     x = self.net(rt["inp"], g)
                     loss = self._loss(x, np.flatnonzero(sup))
+                    if self.net.head_text is not None:
+                        loss = loss + self._loss(x, np.flatnonzero(sup), text=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(params, 5.0)
                     opt.step()
@@ -570,6 +587,7 @@ class GnnCompletionModel(Baseline):
             self.net.eval()
             self._cache: dict[Any, Any] = {}
             self.prior_only: set[int] = set()
+            self.text_only: set[int] = set()
             self.selection: dict[str, Any] = {}
             if cfg.text_prior and cfg.select_by_valid and len(valid):
                 self._select_by_valid(valid, valid_graph)
@@ -578,7 +596,8 @@ class GnnCompletionModel(Baseline):
         self.fit_seconds = time.perf_counter() - t_start
         return self
 
-    def _loss(self, x: dict[str, Any], pairs: np.ndarray, product_pos: np.ndarray | None = None, K: Any = None) -> Any:
+    def _loss(self, x: dict[str, Any], pairs: np.ndarray, product_pos: np.ndarray | None = None, K: Any = None,
+              text: bool = False) -> Any:
         """-log p(true value), averaged over the true values of ``pairs`` (``multi_value_loss="per_value"``),
         or -log(probability mass on a pair's true values) averaged over pairs (``"mass"``).
 
@@ -597,17 +616,19 @@ class GnnCompletionModel(Baseline):
         n_all = int((sp.indptr[pairs + 1] - sp.indptr[pairs]).sum()) if per_value else len(pairs)
         prows_all = sp.product[pairs] if product_pos is None else product_pos[sp.product[pairs]]
         K = self._all_candidates(x) if K is None else K
+        if text:  # the text head reads the candidates' inputs but does not train them
+            K = K.detach()
         total = x["product"].new_zeros(())
         pad = int(self.cfg.loss_pad)
         small = n_cand[sp.attribute[pairs]] <= pad if pad >= 2 else np.zeros(n_all, bool)
         if small.all():
-            return self._padded_loss(x["product"], prows_all, pairs, K, pad) / n_all
+            return self._padded_loss(x["product"], prows_all, pairs, K, pad, text) / n_all
         if small.any():
             prows_all = prows_all[~small]
             total = self._padded_loss(x["product"], sp.product[pairs[small]] if product_pos is None
-                                      else product_pos[sp.product[pairs[small]]], pairs[small], K, pad)
+                                      else product_pos[sp.product[pairs[small]]], pairs[small], K, pad, text)
             pairs = pairs[~small]
-        q = self.net.query(x["product"][torch.as_tensor(prows_all)])
+        q = self.net.query(x["product"][torch.as_tensor(prows_all)], text)
         attrs = sp.attribute[pairs]
         bounds = np.flatnonzero(np.concatenate([[True], attrs[1:] != attrs[:-1], [True]]))
         # torch.split, not slicing: a slice's backward allocates a full-size gradient per slice
@@ -617,8 +638,8 @@ class GnnCompletionModel(Baseline):
         for i, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
             a = int(attrs[lo])
             ip, tl = sp.truth(pairs[lo:hi])
-            logits = self.net.logits(q_parts[i], a, K_parts[a], b_parts[a]) + self._side_scores(
-                a, sp.product[pairs[lo:hi]], training=True)
+            logits = self.net.logits(q_parts[i], a, K_parts[a], b_parts[a], detach=text) + self._side_scores(
+                a, sp.product[pairs[lo:hi]], training=True, detach=text)
             logp = torch.log_softmax(logits, dim=1)
             rows = np.repeat(np.arange(hi - lo), np.diff(ip))
             mass = self._true_logp(logp, rows, tl, hi - lo, per_value)
@@ -629,7 +650,8 @@ class GnnCompletionModel(Baseline):
             total = total - mass.sum()
         return total / n_all
 
-    def _padded_loss(self, h_products: Any, prows: np.ndarray, pairs: np.ndarray, K: Any, pad: int) -> Any:
+    def _padded_loss(self, h_products: Any, prows: np.ndarray, pairs: np.ndarray, K: Any, pad: int,
+                     text: bool = False) -> Any:
         """Summed -log p(true value) (or -log(true mass), per ``multi_value_loss``) of ``pairs`` (training
         pairs of attributes with 2..``pad`` candidates), all at once: each pair's candidates padded to
         ``pad`` (the padding masked out of the softmax).
@@ -637,20 +659,24 @@ class GnnCompletionModel(Baseline):
         torch = _torch()
         sp = self.split
         attrs = sp.attribute[pairs]
-        q = self.net.query(h_products[torch.as_tensor(prows)])  # [n, H]
+        q = self.net.query(h_products[torch.as_tensor(prows)], text)  # [n, H]
         n_c = np.diff(sp.cand_indptr)[attrs]
         col = np.arange(pad)
         valid = col[None, :] < n_c[:, None]  # [n, pad]
         cidx = np.where(valid, sp.cand_indptr[attrs][:, None] + col[None, :], 0)
         bidx = np.where(valid, self._cand_offset[attrs][:, None] + col[None, :], 0)
         a_t, c_t = torch.as_tensor(attrs), torch.as_tensor(cidx)
-        qa = q * self.net.rel.weight[a_t]
-        logits = torch.einsum("nh,nch->nc", qa, K[c_t]) * (self.net.scale / q.shape[1]) + self.cand_bias[torch.as_tensor(bidx)]
+        def w(t: Any) -> Any:  # the text head's loss trains the text head only: the decoder's weights as constants
+            return t.detach() if text else t
+
+        qa = q * w(self.net.rel.weight)[a_t]
+        logits = torch.einsum("nh,nch->nc", qa, w(K)[c_t]) * (w(self.net.scale) / q.shape[1]) + \
+            w(self.cand_bias)[torch.as_tensor(bidx)]
         prior_t, mention_t = self._padded_side(pairs, pad)
         if self.net.prior_w is not None:
-            logits = logits + self.net.prior_w[a_t].unsqueeze(1) * torch.as_tensor(prior_t)
+            logits = logits + w(self.net.prior_w)[a_t].unsqueeze(1) * torch.as_tensor(prior_t)
         if self.net.mention_w is not None:
-            logits = logits + (torch.as_tensor(mention_t) * self.net.mention_w[a_t].unsqueeze(1)).sum(-1)
+            logits = logits + (torch.as_tensor(mention_t) * w(self.net.mention_w)[a_t].unsqueeze(1)).sum(-1)
         vmask = torch.as_tensor(valid)
         logits = logits.masked_fill(~vmask, float("-inf"))
         logp = torch.log_softmax(logits, dim=1)
@@ -750,16 +776,18 @@ class GnnCompletionModel(Baseline):
         p = np.asarray(products, dtype=np.int64)
         return torch.as_tensor(np.stack([M[p][:, c0:c1].toarray() for M in self._runtime["mention"]], axis=-1))
 
-    def _side_scores(self, attribute: int, products: np.ndarray, *, training: bool = False, prior: Any = None) -> Any:
+    def _side_scores(self, attribute: int, products: np.ndarray, *, training: bool = False, prior: Any = None,
+                     detach: bool = False) -> Any:
         """The scores added to the decoder's: the weighted text prior (``prior``: its log-probabilities when
         the caller has them) and the weighted mentions (float [M, C_a], or 0.0 when the model has neither)."""
         row = self._attr_row(attribute)
         out: Any = 0.0
         if self.net.prior_w is not None:
             lp = self._prior(attribute, products, training=training) if prior is None else prior
-            out = out + self.net.prior_w[row] * lp
+            out = out + (self.net.prior_w[row].detach() if detach else self.net.prior_w[row]) * lp
         if getattr(self.net, "mention_w", None) is not None:
-            out = out + (self._mention(attribute, products) * self.net.mention_w[row]).sum(-1)
+            mw = self.net.mention_w[row]
+            out = out + (self._mention(attribute, products) * (mw.detach() if detach else mw)).sum(-1)
         return out
 
     def _all_candidates(self, x: dict[str, Any]) -> Any:
@@ -823,6 +851,8 @@ class GnnCompletionModel(Baseline):
             x = self.net(sub_inp, sub_edges)
             K = self._all_candidates(self.net.encode_inputs(rt["inp"], ("value", "brand")))
             loss = self._loss(x, pairs, product_pos=pos, K=K)
+            if self.net.head_text is not None:
+                loss = loss + self._loss(x, pairs, product_pos=pos, K=K, text=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
@@ -868,15 +898,17 @@ class GnnCompletionModel(Baseline):
         return ok / max(n_facts, 1)
 
     def _select_by_valid(self, pairs: np.ndarray, graph: dict[tuple[str, str, str], Any]) -> None:
-        """Per attribute, keep the model or its text prior alone, whichever ranks more valid values first
-        (Hits@1 of filtered ranks, as the protocol grades; scored over the training facts only; the prior's
-        refitted classifiers never saw a valid fact).
-        The model must never be worse than its own text part: the choice is recorded in ``selection``."""
+        """Per attribute, keep the model (graph head), its text head (no messages) or its text prior alone,
+        whichever ranks more valid values first (Hits@1 of filtered ranks, as the protocol grades; scored over
+        the training facts only; the prior's refitted classifiers never saw a valid fact; a tie keeps the
+        former). The model must never be worse than its own text part: the choice is recorded in ``selection``."""
         torch = _torch()
         sp = self.split
+        self.text_only: set[int] = set()
         with torch.no_grad():
             x = self.net(self._runtime["inp"], graph)
             q = self.net.query(x["product"])
+            qt = self.net.query(x["product"], text=True) if self.net.head_text is not None else None
             K = self._all_candidates(x)
             attrs = sp.attribute[pairs]
             for a in np.unique(attrs).tolist():
@@ -886,14 +918,20 @@ class GnnCompletionModel(Baseline):
                 ip, tl = sp.truth(pa)
                 c0, c1 = int(sp.cand_indptr[a]), int(sp.cand_indptr[a + 1])
                 lp = self._prior(a, sp.product[pa])
-                s = self.net.logits(q[torch.as_tensor(sp.product[pa])], a, K[c0:c1], self._cand_bias(a)) + \
-                    self._side_scores(a, sp.product[pa], prior=lp)
-                hits = [_fact_hits(scores.numpy(), ip, tl) for scores in (s, lp)]
-                use = "prior" if hits[1] > hits[0] else "model"
+                side = self._side_scores(a, sp.product[pa], prior=lp)
+                rows = torch.as_tensor(sp.product[pa])
+                cands = {"model": self.net.logits(q[rows], a, K[c0:c1], self._cand_bias(a)) + side}
+                if qt is not None:
+                    cands["text"] = self.net.logits(qt[rows], a, K[c0:c1], self._cand_bias(a)) + side
+                cands["prior"] = lp
+                hits = {k: _fact_hits(v.numpy(), ip, tl) for k, v in cands.items()}
+                use = max(hits, key=lambda k: hits[k])  # (the first of equals: model, text, prior)
                 if use == "prior":
                     self.prior_only.add(int(a))
+                elif use == "text":
+                    self.text_only.add(int(a))
                 self.selection[sp.attribute_names[a]] = {"valid_pairs": int(len(pa)), "valid_values": int(len(tl)),
-                                                         "model_hits": hits[0], "prior_hits": hits[1], "use": use}
+                                                         **{f"{k}_hits": h for k, h in hits.items()}, "use": use}
 
     # -- scoring ----------------------------------------------------------------------------------
     def _embeddings(self, hidden_splits: tuple[str, ...]) -> dict[str, Any]:
@@ -913,6 +951,8 @@ class GnnCompletionModel(Baseline):
                     cache.clear()  # one graph at a time: the cache is for repeated calls on one set
                     x = self.net(self._runtime["inp"], self._graph(keep[self._runtime["pair_of_fact"]]))
                     cache[key] = {"q": self.net.query(x["product"]), "K": self._all_candidates(x)}
+                    if getattr(self.net, "head_text", None) is not None:
+                        cache[key]["q_text"] = self.net.query(x["product"], text=True)
             finally:
                 torch.set_num_threads(prev)
         return cache[key]
@@ -942,13 +982,14 @@ class GnnCompletionModel(Baseline):
         K = e["K"][int(sp.cand_indptr[attribute]): int(sp.cand_indptr[attribute + 1])]
         cb = self._cand_bias_for(attribute)
         prior_only = self._ranked_by_prior(attribute)
+        q_all = e["q_text"] if self._ranked_by_text_head(attribute) else e["q"]
         with torch.no_grad():
             for lo in range(0, len(products), 8192):
                 p = torch.as_tensor(np.asarray(products[lo: lo + 8192], dtype=np.int64))
                 if prior_only:  # chosen on validation: the text prior alone ranks this attribute better
                     out[lo: lo + len(p)] = torch.softmax(self._prior(attribute, p.numpy()), dim=1).numpy()
                     continue
-                s = self.net.logits(e["q"][p], self._attr_row(attribute), K, cb) + self._side_scores(attribute, p.numpy())
+                s = self.net.logits(q_all[p], self._attr_row(attribute), K, cb) + self._side_scores(attribute, p.numpy())
                 out[lo: lo + len(p)] = torch.softmax(s, dim=1).numpy()
         return out
 
@@ -957,6 +998,12 @@ class GnnCompletionModel(Baseline):
         an attribute new since training (after ``rebind``) never is."""
         known = not bool(self.__dict__.get("_attr_new", np.zeros(attribute + 1, bool))[attribute])
         return known and self._attr_row(attribute) in self.__dict__.get("prior_only", ())
+
+    def _ranked_by_text_head(self, attribute: int) -> bool:
+        """The attribute was chosen on validation to be ranked by the text head (``select_by_valid``); an
+        attribute new since training never is."""
+        known = not bool(self.__dict__.get("_attr_new", np.zeros(attribute + 1, bool))[attribute])
+        return known and self._attr_row(attribute) in self.__dict__.get("text_only", ())
 
     def feature_names(self) -> list[str]:
         """Names of the TF-IDF matrix's columns: word n-grams, ``title~<chars>`` character n-grams of the
@@ -975,7 +1022,8 @@ class GnnCompletionModel(Baseline):
         """What the score of candidate ``chosen[i]`` (local position) of product ``products[i]`` is made of, as
         the model computed it: its logit margin over the best other candidate (the runner-up), split exactly
         into the decoder (``gnn``: text embeddings, graph neighbourhood, learned embeddings, the value's
-        bias), the weighted text prior (``text_prior``) and the weighted mentions in the title and the
+        bias; ``text_decoder`` instead where the text head ranks the attribute, chosen on validation: the
+        product's own inputs, no neighbours), the weighted text prior (``text_prior``) and the weighted mentions in the title and the
         description; and the text features (TF-IDF n-grams, title character n-grams, property tokens) that
         push the prior's classifier most towards the chosen value rather than the runner-up (x * (w_c - w_r)).
         An attribute the prior alone ranks (chosen on validation) has only ``text_prior``."""
@@ -998,7 +1046,9 @@ class GnnCompletionModel(Baseline):
                 e = self._embeddings(getattr(self, "_hidden", ()))
                 K = e["K"][int(sp.cand_indptr[attribute]): int(sp.cand_indptr[attribute + 1])]
                 p = torch.as_tensor(products)
-                parts["gnn"] = self.net.logits(e["q"][p], row, K, self._cand_bias_for(attribute)).numpy().astype(np.float64)
+                text_head = self._ranked_by_text_head(attribute)
+                parts["text_decoder" if text_head else "gnn"] = self.net.logits(
+                    e["q_text" if text_head else "q"][p], row, K, self._cand_bias_for(attribute)).numpy().astype(np.float64)
                 if self.net.prior_w is not None:
                     parts["text_prior"] = (self.net.prior_w[row] * lp).numpy().astype(np.float64)
                 if getattr(self.net, "mention_w", None) is not None:
@@ -1017,6 +1067,8 @@ class GnnCompletionModel(Baseline):
                                  "parts": {k: round(float(v[i, chosen[i]] - v[i, runner[i]]), 4) for k, v in parts.items()}}
             if prior_only:
                 d["prior_only"] = True
+            elif "text_decoder" in parts:
+                d["text_head"] = True  # ranked by the text head (chosen on validation): no neighbour contributed
             if tokens is not None:
                 d["text_features"] = tokens[i]
             out.append(d)
@@ -1187,6 +1239,8 @@ class GnnCompletionModel(Baseline):
         if state is not None:
             if "mention_w" not in state and getattr(self.cfg, "mentions", False):
                 self.cfg.mentions = False  # a checkpoint from before mentions: its net has no mention weights
+            if not any(k.startswith("head_text.") for k in state):
+                self.cfg.text_head = False  # a checkpoint from before the text head
             self.net = _build_net(self.cfg, d["_dims_at_fit"], [tuple(r) for r in d["_net_rels"]])
             self.net.load_state_dict(state)
             self.net.eval()

@@ -374,9 +374,22 @@ def test_per_attribute_choice_between_the_model_and_its_text_prior_on_valid(snap
     for name in ("colour", "size"):
         sel = m.selection[name]
         assert sel["valid_pairs"] == int((split.attribute[valid] == split.attribute_id(name)).sum())
-        assert sel["use"] == ("prior" if sel["prior_hits"] > sel["model_hits"] else "model")
-    # colour is decided by the brand (graph only): the prior cannot beat the model there
+        hits = {k: sel[f"{k}_hits"] for k in ("model", "text", "prior")}  # the text head: the model's text part
+        assert sel["use"] == max(hits, key=hits.get)
+        assert hits[sel["use"]] >= hits["text"]  # never worse than its own text part on validation
+    # colour is decided by the brand (graph only): neither the prior nor the text head can beat the model there
     assert m.selection["colour"]["use"] == "model"
+    assert m.selection["colour"]["text_hits"] < m.selection["colour"]["model_hits"]
+    c = split.attribute_id("colour")
+    test = split.pairs("test")
+    graph_scores = m._score_attribute(c, split.product[test[split.attribute[test] == c]])
+    m.text_only = {c}  # forced: the text head ranks colour -- it reads no neighbour, so it cannot know the brand
+    m._cache = {}
+    assert hits1(m, split, test, "colour") <= 0.5  # (4 colours: chance is 0.25)
+    assert not np.allclose(m._score_attribute(c, split.product[test[split.attribute[test] == c]]), graph_scores)
+    assert m.explain(c, np.arange(3), np.zeros(3, np.int64))[0]["text_head"] is True
+    m.text_only = set()
+    m._cache = {}
     a = split.attribute_id("size")
     m.prior_only = {a}  # forced: the attribute is then ranked by the prior alone
     m._cache = {}
