@@ -3,9 +3,12 @@
     python bench/catalogs_table.py [--results bench/results/catalogs.jsonl] [--run -1] [--include-subsets]
                                    [--write-readme]
 
-Prints the catalogs table and the methods table of one recorded run: by default the latest run over
-all products (``max_products`` null); ``--include-subsets`` also considers runs on the first N rows;
-``--run K`` picks the K-th of the eligible runs (Python indexing). ``--write-readme`` puts both tables
+Prints the catalogs table and the methods table of one recorded run: by default the latest *complete*
+run (every catalog and every method of ``bench_catalogs``' defaults) over all products (``max_products``
+null); ``--include-subsets`` also considers runs on the first N rows and partial runs; ``--run K`` picks
+the K-th of the eligible runs (Python indexing). Runs recorded after the chosen one over all products,
+on some catalogs or methods only (a change measured where it matters, another encoder), follow in a
+third table, each row beside the chosen run's figure for the same catalog, split and method. ``--write-readme`` puts both tables
 into README.md between the markers ``<!-- catalogs-table:begin -->`` and ``<!-- catalogs-table:end -->``,
 so README figures always come from a recorded run, never typed. ``bench/bench_catalogs.py`` renders
 its report with the same functions.
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "catalogs.jsonl"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- catalogs-table:begin -->", "<!-- catalogs-table:end -->"
@@ -95,7 +99,44 @@ def load_runs(path: Path = RESULTS, *, include_subsets: bool = False) -> list[di
     return [r for r in runs if include_subsets or r["settings"].get("max_products") is None]
 
 
-def render(record: dict[str, Any]) -> str:
+def is_complete(record: dict[str, Any]) -> bool:
+    """Every catalog and every method of the benchmark's defaults, over all products."""
+    from bench.bench_catalogs import CATALOGS, DEFAULT_METHODS
+
+    st = record["settings"]
+    return (st.get("max_products") is None and set(CATALOGS) <= set(st.get("catalogs", ()))
+            and set(DEFAULT_METHODS) <= set(st.get("methods", ())))
+
+
+def later_markdown(base: dict[str, Any], later: list[dict[str, Any]]) -> str:
+    """One row per catalog x split x method of each later run, with the base run's valid and test Hits@1
+    for the same catalog, split and method and the differences (later - base, points)."""
+    ref = {(r["catalog"], r["split"], r["method"]): r for r in base["rows"] if "error" not in r}
+    header = ["recorded", "commit", "encoder", "catalog", "split", "method", "valid H@1", "test H@1", "¬text H@1",
+              "ECE", "fit s", f"valid H@1 at {base['commit']}", "Δ valid, points", "Δ test, points"]
+    rows = []
+    for rec in later:
+        dirty = " (uncommitted changes)" if rec.get("uncommitted_changes") else ""
+        for r in rec["rows"]:
+            head = [rec["when"][:16].replace("T", " "), rec["commit"] + dirty, str(rec["settings"].get("encoder") or "—"),
+                    r["catalog"], r["split"], r["method"]]
+            if "error" in r:
+                rows.append(head + [f"failed: {r['error'][:60]}"] + ["—"] * 7)
+                continue
+            b = ref.get((r["catalog"], r["split"], r["method"]))
+
+            def d(k: str) -> str:
+                if b is None or r.get(k) is None or b.get(k) is None:
+                    return "—"
+                return f"{100 * (r[k] - b[k]):+.2f}"
+
+            rows.append(head + [_n(r.get("valid_hits@1")), _n(r.get("test_hits@1")), _n(r.get("test_not_in_text_hits@1")),
+                                _n(r.get("test_ece")), _s(r.get("fit_seconds")),
+                                _n(b.get("valid_hits@1")) if b else "—", d("valid_hits@1"), d("test_hits@1")])
+    return _table(header, rows)
+
+
+def render(record: dict[str, Any], later: list[dict[str, Any]] | None = None) -> str:
     st = record["settings"]
     size = "all products" if st.get("max_products") is None else f"first {st['max_products']} rows"
     dirty = record.get("uncommitted_changes")
@@ -103,7 +144,10 @@ def render(record: dict[str, Any]) -> str:
     return (f"Recorded {record['when']} (commit {commit}; {size}; seed {st['seed']}; encoder "
             f"{st.get('encoder') or '—'} ({st.get('text_cache', 'default')} text cache); {st['threads']} threads; {record['seconds']:,.0f} s in all, max RSS "
             f"{record['max_rss_mb']:,.0f} MB), rendered by `bench/catalogs_table.py` from "
-            f"`bench/results/catalogs.jsonl`:\n\n{catalogs_markdown(record)}\n\n{table_markdown(record)}")
+            f"`bench/results/catalogs.jsonl`:\n\n{catalogs_markdown(record)}\n\n{table_markdown(record)}"
+            + (f"\n\nRecorded since, over all products, on some catalogs or methods (same protocol and defaults "
+               f"unless the encoder column says otherwise; the differences mix the code changes between the two "
+               f"commits):\n\n{later_markdown(record, later)}" if later else ""))
 
 
 def write_readme(text: str, readme: Path = README, begin: str = BEGIN, end: str = END) -> None:
@@ -123,14 +167,16 @@ def main() -> None:
     ap.add_argument("--include-subsets", action="store_true", help="runs on the first N rows are eligible too")
     ap.add_argument("--write-readme", action="store_true", help="replace the README's catalogs-table block")
     args = ap.parse_args()
-    runs = load_runs(args.results, include_subsets=args.include_subsets)
+    every = load_runs(args.results, include_subsets=args.include_subsets)
+    runs = every if args.include_subsets else [r for r in every if is_complete(r)]
     if not runs:
-        sys.exit(f"{args.results}: no eligible run (runs on a subset need --include-subsets)")
+        sys.exit(f"{args.results}: no eligible run (runs on a subset or some catalogs need --include-subsets)")
     try:
         rec = runs[args.run]
     except IndexError:
         sys.exit(f"--run {args.run}: there are {len(runs)} eligible runs")
-    text = render(rec)
+    later = [r for r in every[every.index(rec) + 1:] if r["settings"].get("max_products") is None]
+    text = render(rec, later)
     print(text)
     if args.write_readme:
         write_readme(text)

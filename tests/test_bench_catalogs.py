@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -76,3 +77,21 @@ def test_bench_catalogs_small_run(neo4j_settings: Neo4jSettings, tmp_path: Path)
         assert text.count("| sample-stress |") == 5  # one row in the catalogs table, four in the methods table
         assert "| sample-stress | title | tfidf |" in text
     assert (tmp_path / "out" / "hits.png").stat().st_size > 1000
+
+
+def test_the_readme_table_takes_the_latest_complete_run_and_lists_partial_runs_after_it() -> None:
+    from bench.bench_catalogs import CATALOGS, DEFAULT_METHODS
+    from bench.catalogs_table import is_complete, later_markdown
+
+    def rec(commit: str, catalogs: list[str], methods: list[str], valid: float) -> dict[str, Any]:
+        return {"commit": commit, "when": "2026-12-04T04:00:00+00:00",
+                "settings": {"catalogs": catalogs, "methods": methods, "max_products": None, "encoder": "minilm"},
+                "rows": [{"catalog": c, "split": "random", "method": m, "valid_hits@1": valid, "test_hits@1": valid}
+                         for c in catalogs for m in methods]}
+
+    full = rec("aaa", list(CATALOGS), list(DEFAULT_METHODS), 0.5)
+    part = rec("bbb", ["taobao"], ["gnn"], 0.5125)
+    assert is_complete(full) and not is_complete(part)
+    table = later_markdown(full, [part])
+    row = [line for line in table.splitlines() if "| taobao |" in line]
+    assert len(row) == 1 and "| bbb |" in row[0] and "| +1.25 | +1.25 |" in row[0]
