@@ -65,6 +65,9 @@ GNN_VARIANTS: dict[str, dict[str, Any]] = {
     "gnn-nochars": {"title_char_ngrams": None},  # the GNN without the title's character n-grams (word n-grams only)
     "gnn-nomentions": {"mentions": False},  # the GNN without mentions (candidates named in the product's text)
     "gnn-noembed": {"text_feature": None},  # the GNN without the text encoder's embeddings (TF-IDF, prior, mentions kept)
+    "gnn-noprior": {"text_prior": False},  # the GNN without the cross-fitted TF-IDF prior (gnn.prior)
+    "gnn-notexthead": {"text_head": False},  # the GNN without its text head (graph head or prior per attribute)
+    "gnn-desc2000": {"description_chars": 2000},  # TF-IDF and prior read 2,000 description characters, not 300
 }
 
 
