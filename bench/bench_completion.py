@@ -155,9 +155,21 @@ def fit_and_grade(name: str, snap: Any, split: Any, *, in_text: Any, threads: in
         "temperature": getattr(cal_used, "temperature", None) if calibration == "temperature" else None,
         "abstention_thresholds": {split.attribute_names[a]: v for a, v in sorted(abst.thresholds.items())},
         "per_attribute": m_test["per_attribute"],
+        "selection": _selection_counts(getattr(model, "selection", None)),
     }
     v = evaluate(s_valid, per_attribute=False, **kw) if grade_valid else None
     return MethodResult(name, model, record, c_test.top1(), v)
+
+
+def _selection_counts(selection: Any) -> dict[str, Any] | None:
+    """What ``select_by_valid`` chose (graph head, text head or prior alone), by attribute and by valid pair."""
+    if not selection:
+        return None
+    out: dict[str, Any] = {"attributes": {}, "valid_pairs": {}}
+    for s in selection.values():
+        out["attributes"][s["use"]] = out["attributes"].get(s["use"], 0) + 1
+        out["valid_pairs"][s["use"]] = out["valid_pairs"].get(s["use"], 0) + int(s["valid_pairs"])
+    return out
 
 
 def _method_counts(prior: Any) -> dict[str, int] | None:
