@@ -30,7 +30,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -184,21 +184,6 @@ class Neo4jClient:
             return n
 
         return self.read_tx(work, fetch_size=fetch_size)
-
-    def read_pages(self, query: str, params: dict[str, Any] | None = None, *, key: str = "key",
-                   page_size: int = 5000, after: Any = "") -> Iterator[list[dict[str, Any]]]:
-        """Keyset pagination: ``query`` reads rows with ``key > $after`` ordered by ``key`` and ``LIMIT
-        $limit``; each page is its own managed read transaction, so a retry re-reads one page and never
-        hands the caller a record twice. ``after`` starts below every key ("" for string keys)."""
-        if page_size < 1:
-            raise ValueError(f"page_size must be at least 1, got {page_size}")
-        while True:
-            rows = self.read(query, {**(params or {}), "after": after, "limit": page_size})
-            if rows:
-                yield rows
-            if len(rows) < page_size:
-                return
-            after = rows[-1][key]
 
     # -- retries ----------------------------------------------------------------------------------
     def _retrying(self, attempt: Callable[[], T], *, idempotent: bool) -> T:
