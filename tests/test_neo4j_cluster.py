@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from graph.connection import Neo4jClient, driver_target
 from graph.errors import ConnectionFailed
 from graph.export import export_snapshot
 from graph.settings import SettingsError
-from tests.conftest import SAMPLE, free_port, write_jsonl
+from tests.conftest import free_port, write_jsonl
 
 pytestmark = pytest.mark.neo4j
 
@@ -339,3 +338,18 @@ def test_restart_in_mid_run(own_server: OwnServer, empty_graph: ProductGraph, re
 
         # the stream was delivered whole, once, after the retry started it again
         assert restarts >= 1 and out["read"] == 20_000 and got == list(range(1, 20_001))
+
+
+# -- the README's figures come from the benchmark's record -------------------------------------------------
+def test_readme_block_is_rendered_from_the_recorded_results() -> None:
+    from bench import bench_neo4j_tx as bt
+
+    recs = bt.records()
+    assert recs, "bench/results/neo4j_tx.jsonl has no record"
+    r = recs[-1]
+    assert r["restart"]["ingest"]["ok"] and r["restart"]["writeback"]["ok"]
+    block = bt.readme_block(bt.README.read_text(encoding="utf-8"))
+    assert block is not None, "README.md lacks the neo4j-tx markers"
+    assert block == bt.render(), ("README.md's neo4j-tx block differs from bench/results/neo4j_tx.jsonl: run "
+                                  "`.venv/bin/python bench/bench_neo4j_tx.py --write-readme` (never edit inside it)")
+    assert f"{r['ingest']['ratio_per_s']:.2f}" in block and r["commit"] in block
