@@ -106,33 +106,49 @@ def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int
     t0 = time.perf_counter()
     index: dict[str, dict[Any, int]] = {}
     counts: dict[str, int] = {}
-    with client.session(fetch_size=fetch_size) as s:
-        for ntype, q in NODE_QUERIES.items():
-            ids: dict[Any, int] = {}
-            with open(tmp / "nodes" / f"{ntype}.jsonl", "w", encoding="utf-8") as fh:
-                params = {"system": list(SYSTEM_PRODUCT_PROPERTIES)} if ntype == "product" else {}
-                for rec in s.run(q, params):
-                    d = rec.data()
-                    if ntype == "product":  # props sorted: the same graph gives the same bytes (and fingerprint)
-                        d["props"] = dict(sorted((k, v) for k, v in d["props"]))
-                    k = _key(d["key"])
-                    if k in ids:  # cannot happen under the schema's constraints; refuse rather than guess
-                        raise GraphError(f"export: duplicate {ntype} key {k!r}")
-                    ids[k] = len(ids)
-                    fh.write(json.dumps(d, ensure_ascii=False) + "\n")
-            index[ntype] = ids
-            counts[ntype] = len(ids)
-        edge_counts: dict[str, int] = {}
-        for rel, (src, dst, q) in EDGE_QUERIES.items():
-            si, di = index[src], index[dst]
-            a, b = array("q"), array("q")
-            for rec in s.run(q):
-                a.append(si[_key(rec["s"])])
-                b.append(di[_key(rec["t"])])
-            e = np.stack([np.frombuffer(a, dtype=np.int64), np.frombuffer(b, dtype=np.int64)]) if a else np.zeros((2, 0), np.int64)
-            order = np.lexsort((e[1], e[0]))  # deterministic edge order
-            np.save(tmp / "edges" / f"{rel}.npy", e[:, order])
-            edge_counts[rel] = int(e.shape[1])
+    # Each query is one managed read transaction, streamed ``fetch_size`` records at a time. A retried
+    # transaction (lost connection, restart, leader change) delivers its records again from the first:
+    # ``restart`` drops what the failed attempt had written, so every file holds one complete result.
+    for ntype, q in NODE_QUERIES.items():
+        ids: dict[Any, int] = {}
+        with open(tmp / "nodes" / f"{ntype}.jsonl", "w", encoding="utf-8") as fh:
+            params = {"system": list(SYSTEM_PRODUCT_PROPERTIES)} if ntype == "product" else {}
+
+            def node(rec: Any, ntype: str = ntype, ids: dict[Any, int] = ids, fh: Any = fh) -> None:
+                d = rec.data()
+                if ntype == "product":  # props sorted: the same graph gives the same bytes (and fingerprint)
+                    d["props"] = dict(sorted((k, v) for k, v in d["props"]))
+                k = _key(d["key"])
+                if k in ids:  # cannot happen under the schema's constraints; refuse rather than guess
+                    raise GraphError(f"export: duplicate {ntype} key {k!r}")
+                ids[k] = len(ids)
+                fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+
+            def restart_nodes(ids: dict[Any, int] = ids, fh: Any = fh) -> None:
+                ids.clear()
+                fh.seek(0)
+                fh.truncate()
+
+            client.read_each(q, params, node, restart=restart_nodes, fetch_size=fetch_size)
+        index[ntype] = ids
+        counts[ntype] = len(ids)
+    edge_counts: dict[str, int] = {}
+    for rel, (src, dst, q) in EDGE_QUERIES.items():
+        si, di = index[src], index[dst]
+        a, b = array("q"), array("q")
+
+        def edge(rec: Any, si: dict[Any, int] = si, di: dict[Any, int] = di, a: array = a, b: array = b) -> None:
+            a.append(si[_key(rec["s"])])
+            b.append(di[_key(rec["t"])])
+
+        def restart_edges(a: array = a, b: array = b) -> None:
+            del a[:], b[:]
+
+        client.read_each(q, {}, edge, restart=restart_edges, fetch_size=fetch_size)
+        e = np.stack([np.frombuffer(a, dtype=np.int64), np.frombuffer(b, dtype=np.int64)]) if a else np.zeros((2, 0), np.int64)
+        order = np.lexsort((e[1], e[0]))  # deterministic edge order
+        np.save(tmp / "edges" / f"{rel}.npy", e[:, order])
+        edge_counts[rel] = int(e.shape[1])
     fp = _fingerprint(tmp)
     s = client.settings
     manifest = {

@@ -52,9 +52,7 @@ def ensure_schema(client: Neo4jClient, *, fulltext: bool = False) -> None:
 
     ``fulltext=True`` also creates the full-text index ``product_text`` on title + description.
     """
-    for stmt in CONSTRAINTS + INDEXES + (FULLTEXT_INDEXES if fulltext else []):
-        client.run_autocommit(stmt)
-    client.run_autocommit("CALL db.awaitIndexes(300)")
+    client.schema(CONSTRAINTS + INDEXES + (FULLTEXT_INDEXES if fulltext else []), await_seconds=300)
 
 
 def schema_objects(client: Neo4jClient) -> dict[str, list[str]]:
