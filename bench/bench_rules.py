@@ -1290,7 +1290,7 @@ def report(record: dict[str, Any]) -> str:
 
 def run(*, catalogs: Sequence[str], per_kind: int = 200, n_clean: int = 2000, seed: int = 0, level: int = 2,
         model: str | None = "tfidf", threads: int = 1, max_products: int | None = None, audit_rounds: int = 10,
-        clean_from: str = "test", audit_seed: int | None = None, paths: Sequence[str] = PATHS,
+        clean_from: str = "test", audit_seed: int | None = None, paths: Sequence[str] = PATHS, jobs: int = 1,
         results: Path | None = RESULTS, snapshots: dict[str, Any] | None = None,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark; ``snapshots`` (name -> Snapshot) skips reading the catalog files (tests)."""
@@ -1315,14 +1315,22 @@ def run(*, catalogs: Sequence[str], per_kind: int = 200, n_clean: int = 2000, se
                  "load_avg_1m_at_start": round(os.getloadavg()[0], 2)},
         "catalogs": {},
     }
+    record["settings"]["jobs"] = jobs
     work = Path(tempfile.mkdtemp(prefix="attrgraph-bench-rules-"))
+    kw = dict(per_kind=per_kind, n_clean=n_clean, seed=seed, level=level, model=model, threads=threads,
+              rounds=audit_rounds, held=clean_from, audit_seed=audit_seed, paths=paths)
     try:
-        for name in catalogs:
-            snap = snapshots[name] if snapshots and name in snapshots else load_snapshot_of(name, work, max_products, log)
-            record["catalogs"][name] = run_catalog(name, snap, per_kind=per_kind, n_clean=n_clean, seed=seed, level=level,
-                                                   model=model, threads=threads, rounds=audit_rounds, held=clean_from,
-                                                   audit_seed=audit_seed, paths=paths, log=log)
-            shutil.rmtree(work / name, ignore_errors=True)
+        if jobs > 1 and len(catalogs) > 1:  # catalogs in parallel processes (each single-threaded)
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork")) as ex:
+                futs = {name: ex.submit(_one_catalog, name, snapshots, work, max_products, kw) for name in catalogs}
+                for name in catalogs:
+                    record["catalogs"][name] = futs[name].result()
+        else:
+            for name in catalogs:
+                record["catalogs"][name] = _one_catalog(name, snapshots, work, max_products, kw, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     record["seconds"] = round(time.perf_counter() - t0, 1)
@@ -1346,6 +1354,17 @@ def readme_records(records: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | 
     rep = [r for r in records if not is_decision_run(r) and set(r["settings"].get("paths", PATHS)) >= set(PATHS)]
     dec = [r for r in records if is_decision_run(r) and set(r["settings"].get("paths", PATHS)) >= set(PATHS)]
     return (rep[-1] if rep else None), (dec[-1] if dec else None)
+
+
+def _one_catalog(name: str, snapshots: dict[str, Any] | None, work: Path, max_products: int | None,
+                 kw: dict[str, Any], log: Callable[[str], None] = print) -> dict[str, Any]:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(kw["threads"])
+    snap = snapshots[name] if snapshots and name in snapshots else load_snapshot_of(name, work, max_products, log)
+    out = run_catalog(name, snap, log=log, **kw)
+    shutil.rmtree(work / name, ignore_errors=True)
+    return out
 
 
 def readme_markdown(record: dict[str, Any], decided_on: dict[str, Any] | None = None) -> str:
@@ -1434,6 +1453,7 @@ def main() -> None:
                     help="audit path: corruptions spread over this many corrupted catalogs (few per catalog)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-products", type=int, default=None, help="read only the first N rows of each catalog")
+    ap.add_argument("--jobs", type=int, default=1, help="catalogs judged in this many parallel processes")
     ap.add_argument("--no-save", action="store_true", help=f"do not append to {RESULTS.relative_to(ROOT)}")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -1454,6 +1474,7 @@ def main() -> None:
     run(catalogs=names, per_kind=args.per_kind, n_clean=args.clean, seed=args.seed, level=args.category_level,
         model=None if args.no_model else args.model, threads=args.threads, max_products=args.max_products,
         audit_rounds=args.audit_rounds, clean_from=args.clean_from, audit_seed=args.audit_seed, paths=paths,
+        jobs=args.jobs,
         results=None if args.no_save else RESULTS)
 
 
