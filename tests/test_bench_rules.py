@@ -156,3 +156,21 @@ def test_kinds_a_catalog_cannot_have_are_not_applicable(products: list[Any], tmp
     why = B.Injector(g, rules, seed=0, level=2).not_applicable("numeric_huge", impls)
     assert "no attribute values" in why
 
+
+
+def test_decisions_are_made_on_the_valid_pairs(snap: Any) -> None:
+    """--clean-from valid: the valid pairs are the hidden slots, judged against the train facts only; the test
+    pairs stay hidden either way, and the clean rows come from the held pairs."""
+    f = B.Facts(snap)
+    split = make_split(snap, seed=0)
+    test_w, valid_w = B.PredictionWorld(f, split, "test"), B.PredictionWorld(f, split, "valid")
+    assert valid_w.visible == ("train",) and test_w.visible == ("train", "valid")
+    assert set(valid_w.hidden.tolist()) == set(split.pairs("valid").tolist())
+    assert valid_w.edges["has_value"].shape[1] < test_w.edges["has_value"].shape[1]
+    held = {(int(split.product[q]), int(split.attribute[q])) for q in split.pairs("valid").tolist()}
+    clean = B.clean_predictions(valid_w, 50, 0)
+    names = {n: i for i, n in enumerate(split.attribute_names)}
+    assert len(clean) == 50
+    assert all((it.product, names.get(it.attribute, split.brand_attribute)) in held for it in clean)
+    with pytest.raises(ValueError, match="held must be one of"):
+        B.PredictionWorld(f, split, "train")
