@@ -465,6 +465,122 @@ def test_million_scale_shapes_are_vectorised() -> None:
         assert seen.setdefault((p, a, x), s) == s
 
 
+# -- category_value ----------------------------------------------------------------------------------
+class TestCategoryValue(RuleTypeCases):
+    """Type values: Flip Flops on 20 sandals, Crew on 30 T-shirts, Casual on 10 shirts, Rare on 2 sandals.
+    Apparel has 40 products with a Type, none of them Flip Flops; the whole catalog (an uncategorised product
+    too) has Flip Flops on 20 of its 63: about 40 * 20 / 63 = 12.7 were expected under Apparel."""
+
+    rule_type = "category_value"
+    CAT = catalog(
+        *many(20, "f", "Footwear > Sandals", Type="Flip Flops", Colour="Black"),
+        *many(2, "r", "Footwear > Sandals", Type="Rare", Colour="Black"),
+        *many(30, "t", "Apparel > Tshirts", Type="Crew", Colour="Black"),
+        *many(10, "s", "Apparel > Shirts", Type="Casual", Colour="Black"),
+        {"id": "nocat", "facts": {"Type": "Crew"}},
+    )
+
+    def test_accepts(self) -> None:
+        rule = make_rule("category_value", id="cv", min_expected=10)
+        got = labels(self.CAT, [rule], [("t0", "Type", "Crew"),  # seen there
+                                        ("t0", "Type", "Casual"),  # absent from Tshirts: 30 * 10/40 = 7.5 < 10
+                                        ("t0", "Type", "Brand New"),  # no product has it: not this rule's call
+                                        ("nocat", "Type", "Flip Flops"),  # no category to judge in
+                                        ("t0", "Colour", "Black")])
+        assert got == ["accept"] * 5
+        small = make_rule("category_value", id="cv", min_expected=0.5, min_support=3)
+        assert labels(self.CAT, [small], [("t0", "Type", "Rare")]) == ["accept"]  # on 2 products only: < min_support
+
+    def test_rejects(self) -> None:
+        rule = make_rule("category_value", id="cv", min_expected=10, severity="reject")
+        v = verdicts(self.CAT, [rule], [("t0", "Type", "Flip Flops"), ("s0", "Type", "Flip Flops")])
+        assert list(v.labels) == ["reject", "reject"]
+        msg = v[0].reasons[0].message
+        assert msg.startswith("Type = 'Flip Flops' is foreign to Apparel: none of its 40 products with Type has it, "
+                              "while 20 of the 63 products with Type under the whole catalog do (31.7%): about 12.7 "
+                              "were expected there"), msg
+        assert "probability 2e-07" in msg and "needs 10 expected" in msg
+        # a lower threshold: Casual is absent from Tshirts, where Apparel's share makes 7.5 expected
+        low = make_rule("category_value", id="cv", min_expected=5)
+        v = verdicts(self.CAT, [low], [("t0", "Type", "Casual")])
+        assert list(v.labels) == ["needs_review"]  # the type's default severity
+        assert "foreign to Apparel > Tshirts: none of its 30 products with Type has it, while 10 of the 40 " \
+               "products with Type under Apparel do (25.0%): about 7.5 were expected" in v[0].reasons[0].message
+
+    def test_audit_leaves_the_fact_out(self) -> None:
+        odd = {"id": "odd", "category": "Apparel > Tshirts", "facts": {"Type": "Flip Flops"}}
+        cat = catalog(*self.CAT_PRODUCTS, odd)
+        rule = make_rule("category_value", id="cv", min_expected=10)
+        # as a prediction, one T-shirt with Flip Flops is enough to have seen it there
+        assert labels(cat, [rule], [("t0", "Type", "Flip Flops")]) == ["accept"]
+        # audited, the odd fact is judged against the other products: none under Apparel has it
+        got = [v for v in kb.audit(Context(cat, RuleSet([rule])))]
+        assert [(v.product, v.attribute, v.value) for v in got] == [("odd", "Type", "Flip Flops")]
+        assert ("none of its 40 other products with Type has it, while 20 of the 63 other products with Type "
+                "under the whole catalog do") in got[0].message
+
+    def test_yaml_round_trip_and_lint(self) -> None:
+        text = ("rules:\n  - id: cv\n    type: category_value\n    attributes: [Type, Colour]\n"
+                "    min_expected: 4.5\n    min_support: 2\n    category: Apparel\n")
+        rs = RuleSet.from_yaml(text, "r.yaml")
+        r = rs["cv"]
+        assert r.params.attributes == ("Type", "Colour") and r.params.min_expected == 4.5 and r.params.min_support == 2
+        assert r.severity == "review" and r.scope == ("Apparel",)
+        again = RuleSet.from_yaml(rs.to_yaml(), "again.yaml")
+        assert again["cv"].params == r.params and again["cv"].scope == r.scope
+        default = make_rule("category_value", id="d")
+        assert default.params.attributes == "*" and default.params.min_expected == 10 and default.params.min_support == 3
+        with pytest.raises(kb.RuleConfigError, match=r"r.yaml:5.*unknown key 'min_expect'"):
+            RuleSet.from_yaml(text.replace("min_expected", "min_expect"), "r.yaml")
+        with pytest.raises(kb.RuleConfigError, match="min_expected.*at least 0"):
+            make_rule("category_value", id="bad", min_expected=-1)
+        shipped = kb.load_rules("default")["category-value"]
+        assert shipped.type == "category_value" and shipped.severity == "review"
+
+    def test_teeth(self) -> None:
+        rule = make_rule("category_value", id="cv", min_expected=10)
+        # Apparel's Type could be foreign (Flip Flops: 12.7 expected), and Footwear's (Crew: 22 * 31 / 63 = 10.8);
+        # Colour is Black everywhere; without a category there is nothing to judge against
+        assert _teeth(self.CAT, rule, [("t0", "Type", "Crew"), ("t0", "Colour", "Black"), ("nocat", "Type", "Crew"),
+                                       ("f0", "Type", "Flip Flops")]) == [True, False, False, True]
+        strict = make_rule("category_value", id="cv", min_expected=11)
+        assert _teeth(self.CAT, strict, [("t0", "Type", "Crew"), ("f0", "Type", "Flip Flops")]) == [True, False]
+
+
+TestCategoryValue.CAT_PRODUCTS = [
+    *many(20, "f", "Footwear > Sandals", Type="Flip Flops", Colour="Black"),
+    *many(2, "r", "Footwear > Sandals", Type="Rare", Colour="Black"),
+    *many(30, "t", "Apparel > Tshirts", Type="Crew", Colour="Black"),
+    *many(10, "s", "Apparel > Shirts", Type="Casual", Colour="Black"),
+    {"id": "nocat", "facts": {"Type": "Crew"}},
+]
+
+
+def test_new_values_and_brands_are_judged_where_they_are_rare() -> None:
+    """Good-Turing: where many facts have a value no other product has, a new value is no evidence of an error,
+    unless the catalog knows it as another attribute's value."""
+    cat = catalog(*many(20, "c", "A > B", Colour="Red", brand="Acme"),
+                  *[{"id": f"m{i}", "category": "A > B", "brand": f"b{i}", "facts": {"Model": f"x{i}"}}
+                    for i in range(10)])
+    rule = make_rule("domain", id="kv", attributes="*", known={"min_count": 1, "max_new_share": 0.05})
+    v = verdicts(cat, [rule], [("c0", "Colour", "Blue"), ("c0", "Model", "x99"), ("c0", "Model", "Red"),
+                               ("c0", "Model", "99-x")])
+    assert list(v.labels) == ["reject", "accept", "reject", "reject"]
+    assert "its form '9-a' is new to it, and new forms are rare (0.00% of its facts)" in v[3].reasons[0].message
+    assert "new values are rare for it: 0.00% of its facts" in v[0].reasons[0].message
+    assert "new values are common for it (100.0%), but the catalog knows it as a value of Colour (20 facts)" \
+        in v[2].reasons[0].message
+    # audit: Model's values are each on one product, which is normal there
+    assert audited(cat, [rule]) == set()
+    assert RuleSet.from_yaml(RuleSet([rule]).to_yaml())["kv"].params == rule.params
+    # brands: 10 of the 30 branded products have a brand no other product has (33%)
+    strict = make_rule("brand_category", id="bc", min_brand_products=5, max_new_share=0.5)
+    lax = make_rule("brand_category", id="bc", min_brand_products=5, max_new_share=0.2)
+    assert labels(cat, [strict], [("c0", "@brand", "Nobody")]) == ["needs_review"]
+    assert labels(cat, [lax], [("c0", "@brand", "Nobody"), ("m0", "@brand", "Acme")]) == ["accept", "accept"]
+    assert RuleSet.from_yaml(RuleSet([lax]).to_yaml())["bc"].params == lax.params
+
+
 # -- could a rule have fired? ------------------------------------------------------------------------------
 def _teeth(cat: Catalog, rule: object, rows: list[tuple]) -> list[bool]:
     ctx = Context(cat, RuleSet([rule]))
