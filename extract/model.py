@@ -67,7 +67,7 @@ class ExtractConfig:
     max_valid: int = 400  # validation products per attribute for the calibrator
     c1: float = 0.05
     c2: float = 0.01
-    max_iterations: int = 80
+    max_iterations: int = 200
     gazetteer: bool = True
     candidates: int = 4  # extra candidates from the most probable B positions
     seed: int = 0
