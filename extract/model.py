@@ -151,8 +151,9 @@ class CrfExtractor:
         t = self.tagger(attribute)
         t.set(x)
         vit = t.tag()
-        pb = [t.marginal("B", k) for k in range(n)]
-        pi = [t.marginal("I", k) for k in range(n)]
+        labels = set(t.labels())  # a model whose values were all one token has no "I"
+        pb = [t.marginal("B", k) for k in range(n)] if "B" in labels else [0.0] * n
+        pi = [t.marginal("I", k) for k in range(n)] if "I" in labels else [0.0] * n
         spans: dict[tuple[int, int], bool] = {}
         k = 0
         while k < n:
@@ -202,8 +203,14 @@ class CrfExtractor:
     def predict_slots(self, products: Sequence[Any], slots: Mapping[str, Sequence[str]], top_k: int = 1,
                       known: Mapping[str, Iterable[str]] | None = None) -> list[Span]:
         """Like :meth:`predict` with the attributes to read chosen per product id (e.g. its missing slots)."""
-        if known:
-            self.add_known(known)
+        if known:  # for this call only: the model's own dictionaries stay as trained (add_known changes them)
+            saved = self._gaz, self._res
+            self._gaz, self._res = {}, {}
+            try:
+                self.add_known(known)
+                return self.predict_slots(products, slots, top_k=top_k)
+            finally:
+                self._gaz, self._res = saved
         spans: list[Span] = []
         for p in products:
             attrs = [a for a in slots.get(str(p.id), ()) if a in self._files]
