@@ -15,6 +15,10 @@ from .text import Token, has_cjk, jieba_tags, token_keys, tokenize
 
 BRAND = "brand"  # the brand slot's attribute name (as in extract.api.Span)
 MAX_VALUE_TOKENS = 12
+# Measured on a Taobao validation split (brand exact 0.710 without both, 0.699 with both, 0.693 with the
+# dictionary flag alone; differences within noise): off.
+TRIGRAMS = False  # CJK character trigrams around each token
+JIEBA_DICT = False  # whether jieba's word is in its dictionary, and the word's length
 
 
 @dataclass
@@ -137,7 +141,7 @@ def base_features(doc: Doc) -> list[list[str]]:
     toks, keys = doc.tokens, doc.keys
     n = len(toks)
     shapes = [_shape(t.text) for t in toks]
-    jt: list[tuple[str, str, str] | None] = [None] * n
+    jt: list[tuple[str, str, str, bool] | None] = [None] * n
     if doc.cjk:
         for fname in ("title", "description"):
             text = doc.fields[fname]
@@ -175,12 +179,19 @@ def base_features(doc: Doc) -> list[list[str]]:
             f.append(f"sp+1={int(toks[i + 1].space_before)}")
         if 0 < i < n - 1:
             f.append(f"w-1|w+1={keys[i - 1]}|{keys[i + 1]}")
+        if doc.cjk and TRIGRAMS:  # character trigrams around the token
+            if i > 1:
+                f.append(f"w-2..w={keys[i - 2]}{keys[i - 1]}{k}")
+            if i + 2 < n:
+                f.append(f"w..w+2={k}{keys[i + 1]}{keys[i + 2]}")
         if shapes[i] in ("x", "X", "Xx", "m") and len(k) > 3:
             f.append(f"pre3={k[:3]}")
             f.append(f"suf3={k[-3:]}")
         if jt[i] is not None:
-            w, pos, bm = jt[i]
+            w, pos, bm, indict = jt[i]
             f.extend((f"jw={w}", f"jp={pos}", f"jb={bm}", f"jpb={pos}|{bm}"))
+            if JIEBA_DICT:
+                f.extend((f"jd={int(indict)}", f"jl={_bucket(len(w))}", f"jdb={int(indict)}|{bm}"))
             if i > 0 and jt[i - 1] is not None:
                 f.append(f"jp-1={jt[i - 1][1]}")
             if i + 1 < n and jt[i + 1] is not None:

@@ -75,15 +75,26 @@ def _jieba():
     return pseg
 
 
-def jieba_tags(text: str) -> list[tuple[str, str, str]]:
-    """Per character of ``text``: (jieba word, its part of speech, position in the word B/M/E/S)."""
+@lru_cache(maxsize=1)
+def _jieba_freq() -> dict[str, int]:
+    import jieba
+
+    jieba.dt.check_initialized()
+    return jieba.dt.FREQ
+
+
+def jieba_tags(text: str) -> list[tuple[str, str, str, bool]]:
+    """Per character of ``text``: (jieba word, its part of speech, position in the word B/M/E/S, whether the
+    word is in jieba's dictionary: a word found only by its HMM is often a name, e.g. a brand)."""
     pseg = _jieba()
-    out: list[tuple[str, str, str]] = []
+    freq = _jieba_freq()
+    out: list[tuple[str, str, str, bool]] = []
     for pair in pseg.lcut(text):
         w, flag = pair.word, pair.flag
         n = len(w)
+        known = bool(freq.get(w))
         for i in range(n):
-            out.append((w, flag, "S" if n == 1 else "B" if i == 0 else "E" if i == n - 1 else "M"))
+            out.append((w, flag, "S" if n == 1 else "B" if i == 0 else "E" if i == n - 1 else "M", known))
     if len(out) != len(text):  # jieba keeps every character; guard anyway
-        out = (out + [("", "x", "S")] * len(text))[: len(text)]
+        out = (out + [("", "x", "S", True)] * len(text))[: len(text)]
     return out

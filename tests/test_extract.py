@@ -185,3 +185,16 @@ def test_cli_train_evaluate_predict_on_a_catalog(tmp_path: Path) -> None:
     assert r.exit_code != 0 and "not an extractor" in r.output
     r = run.invoke(cli, ["extract", "train", *src, "--out", str(model), "--option", "bogus=1"])
     assert r.exit_code != 0 and "unknown option 'bogus'" in r.output
+
+
+# -- the README's figures ------------------------------------------------------------------------------------------
+def test_readme_extract_block_equals_what_the_records_render() -> None:
+    from bench import extract_table as et
+
+    text = et.render()
+    assert et.readme_block() == text, "run `python bench/extract_table.py --write-readme` (never edit inside the block)"
+    recs = et.latest()
+    assert recs, "bench/results/extract.jsonl has no record"
+    for r in recs.values():
+        assert len(r["commit"]) == 40 and r["bench"] == "extract"
+        assert r["commit"][:9] in text
