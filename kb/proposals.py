@@ -15,14 +15,16 @@ such a row, chosen by ``check``:
     A token -- a word of letters, or a character bigram inside a run of Han/kana/Hangul characters --
     is a marketing word when it occurs in the titles of at least ``min_products`` products, spread over
     at least ``min_categories`` leaf categories with no leaf category holding more than ``max_share`` of
-    those products, and it is no token of any value, brand, category name or attribute name of the
+    those products (a catalog without a category tree: over the values of its most asserted attribute,
+    :func:`spread_groups`), and it is no token of any value, brand, category name or attribute name of the
     catalog (a word that names a value, such as "men" or "cotton", is never one). A proposal is marketing
     when every word of it is a marketing word (digits aside) and every Han/kana/Hangul character of it
     lies inside a marketing bigram. Needs the catalog's titles (``Catalog.product_titles``); without
     them only ``words`` count.
 ``digits``
-    not only digits (and separators) for an attribute whose known values are mostly not numbers (fewer
-    than ``numeric_share`` of them are numbers or measures); a brand is never only digits.
+    not only digits (and separators) for an attribute whose known values are not numbers (fewer than
+    ``numeric_share``, default 1 in 10, of them are numbers, measures or digit strings); a brand is never
+    only digits.
 ``conflict``
     not in conflict with the product's asserted brand or category: a new value equal to the product's
     own brand, to another brand of the catalog, or to the name of a category off the product's own path;
@@ -163,6 +165,24 @@ def marketing_cover(text: str, words: dict[str, Any] | set[str]) -> list[str] | 
     return list(dict.fromkeys(used)) if seen_word else None
 
 
+def spread_groups(cat: Any) -> np.ndarray:
+    """(P,) int: what a marketing word must spread over. The leaf category, when at least half of the
+    products have one; otherwise (a catalog without a category tree, such as Taobao's titles) the product's
+    value of the attribute most products assert (a product type), -1 where it has none."""
+    P = len(cat)
+    if P == 0 or (cat.product_category >= 0).sum() * 2 >= P:
+        return cat.product_category
+    out = np.full(P, -1, np.int64)
+    if not cat.n_facts:
+        return out
+    fa = cat.fact_attribute
+    per_attr = np.bincount(fa, minlength=len(cat.attributes))
+    a = int(np.argmax(per_attr))
+    sel = fa == a
+    out[cat.fact_product[sel]] = cat.fact_value[sel]  # the last value of a product with several: any one will do
+    return out
+
+
 @dataclass(frozen=True)
 class NewValueParams:
     check: str  # length | marketing | digits | conflict
@@ -173,7 +193,7 @@ class NewValueParams:
     length_factor: float = 2.0
     words: tuple[str, ...] = ()
     learn: dict[str, Any] | None = field(default=None)  # marketing: {min_products, min_categories, max_share}
-    numeric_share: float = 0.5
+    numeric_share: float = 0.1
 
 
 _LEARN_DEFAULTS = {"min_products": 20, "min_categories": 5, "max_share": 0.5}
@@ -222,7 +242,7 @@ class NewValue(RuleType):
             else:
                 raise spec.error("learn", "expected true, false or a mapping {min_products, min_categories, max_share}")
         elif check == "digits":
-            p["numeric_share"] = float(spec.number("numeric_share", 0.5, minimum=0.0))
+            p["numeric_share"] = float(spec.number("numeric_share", 0.1, minimum=0.0))
         return NewValueParams(check, attrs, brands, **p)
 
     @classmethod
@@ -335,7 +355,7 @@ class _NewValue(Compiled):
                 names.update(c.split(PATH_SEP))
             vocab = list(cat.value_norm.tolist()) + list(cat.brands) + list(cat.brand_names) + sorted(names) \
                 + list(self.ctx.attributes)
-            out.update(learn_marketing_words(cat.product_titles.tolist(), cat.product_category, vocab, **self.p.learn))
+            out.update(learn_marketing_words(cat.product_titles.tolist(), spread_groups(cat), vocab, **self.p.learn))
         for w in self.p.words:  # a declared phrase counts word by word ("hot sale": hot, sale)
             out.update(dict.fromkeys(tokens(w)))
         return out
