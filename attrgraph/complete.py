@@ -706,60 +706,6 @@ def rules_passed(ctx: kb.Context, verdicts: Any, rows: Sequence[int], attributes
     return out
 
 
-# -- open world: extracted spans -> evidence and proposals ---------------------------------------------
-def span_evidence(product: str, ev: dict[str, Any]) -> Any:
-    from graph.proposals import SpanEvidence
-
-    return SpanEvidence(product, ev["field"], int(ev["start"]), int(ev["end"]), ev["text"], ev.get("confidence"),
-                        ev.get("model") or "")
-
-
-def span_context(snap: Any, p: int, ev: dict[str, Any], width: int = 40) -> str:
-    """The span in its field, with ``width`` characters either side (the stored ``text_evidence``)."""
-    rec = snap.nodes["product"][p]
-    text = rec.get(ev["field"]) or ""
-    lo, hi = max(0, int(ev["start"]) - width), min(len(text), int(ev["end"]) + width)
-    return ("…" if lo else "") + text[lo:hi] + ("…" if hi < len(text) else "")
-
-
-def proposals_of(chosen: Sequence["Chosen"], spans: dict[tuple[str, str], list[Any]], snap: Any
-                 ) -> tuple[list[Any], list[Any]]:
-    """The proposals (chosen candidates new to the graph, one row per (attribute, norm) with its support:
-    the products it was chosen for) and the aliases (spans that resolved to a known value by a near match)
-    of a run."""
-    from graph.proposals import AliasRow, ProposalRow
-
-    from .openworld import alias_spans
-
-    first: dict[tuple[str, str], Any] = {}
-    support: Counter = Counter()
-    for c in chosen:
-        if not c.cand.get("new"):
-            continue
-        k = (c.slot["attribute"], c.cand["norm"])
-        support[k] += 1
-        first.setdefault(k, c)
-    props = []
-    for k, c in first.items():
-        ev = c.cand["evidence"]
-        props.append(ProposalRow(k[0], k[1], c.cand["value"], span_evidence(c.slot["product"], ev), ev.get("model") or "",
-                                 support[k], c.cand.get("quantity"), c.cand.get("unit")))
-    aliases: dict[tuple[str, str], Any] = {}
-    for a, s in alias_spans(spans):
-        n = norm_key_of(s.text)
-        if n == norm_key_of(s.value):
-            continue
-        aliases.setdefault((a, n), AliasRow(a, n, s.text, norm_key_of(s.value),
-                                            span_evidence(s.product_id, {"field": s.field, "start": s.start, "end": s.end,
-                                                                         "text": s.text, "confidence": s.confidence,
-                                                                         "model": s.model}), s.model))
-    return props, list(aliases.values())
-
-
-def norm_key_of(s: str) -> str:
-    return kb.units.norm_key(s)
-
-
 # -- explanations -----------------------------------------------------------------------------------------
 def model_explanations(pred: Any, snap: Any, items: list[tuple[int, str, int]]) -> list[dict[str, Any] | None]:
     """Per (product id, attribute name, chosen value or brand node): the model's own account of its score
@@ -1124,7 +1070,9 @@ class _Run:
             with st("write"):
                 if hb is not None and hb.lost:
                     raise runs_db.LockLost(f"run {self.run_id} lost the completion lock before writing")
-                props, aliases = proposals_of(jd.chosen, spans, snap)
+                from .openworld import proposals_of
+
+                props, aliases = proposals_of(jd.chosen, spans)
                 if props or aliases:
                     from graph.proposals import write_proposals
 
@@ -1202,7 +1150,12 @@ class _Run:
         for c, (p, a, node), (nb, support), rp, mu in zip(jd.chosen, items, nbs, passed, used):
             forms = [c.cand["value"], c.cand["norm"]]
             ev = c.cand.get("evidence")
-            text = ex.text_evidence(p, dict.fromkeys(forms)) if ev is None else span_context(snap, p, ev)
+            if ev is None:
+                text = ex.text_evidence(p, dict.fromkeys(forms))
+            else:
+                from .openworld import span_context
+
+                text = span_context(snap.nodes["product"][p], ev)
             th = c.slot["threshold"]
             expl = {"value": c.cand["value"], "p": round(c.cand["p"], 4), "rank": c.rank,
                     "threshold": th if np.isfinite(th) else None, "verdict": c.verdict,
@@ -1213,6 +1166,8 @@ class _Run:
                     "rules_passed": rp, "violations": c.violations, "text_evidence": text, "model": cfg.model}
             extra = None
             if ev is not None:
+                from .openworld import span_evidence
+
                 expl.update(new=bool(c.cand.get("new")), evidence=ev, alias=c.cand.get("alias"))
                 extra = {"new": bool(c.cand.get("new")), **span_evidence(c.slot["product"], ev).edge_props()}
             rec = snap.nodes["product"][p]

@@ -14,7 +14,7 @@ near match, ``"alias": {"text", "norm"}``.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -176,5 +176,53 @@ def jsonable(c: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# -- evidence and proposals of a completion run ------------------------------------------------------------
+def span_evidence(product: str, ev: dict[str, Any]) -> Any:
+    """A candidate's ``evidence`` as :class:`graph.proposals.SpanEvidence`."""
+    from graph.proposals import SpanEvidence
+
+    return SpanEvidence(product, ev["field"], int(ev["start"]), int(ev["end"]), ev["text"], ev.get("confidence"),
+                        ev.get("model") or "")
+
+
+def span_context(record: dict[str, Any], ev: dict[str, Any], width: int = 40) -> str:
+    """The span in its field of the product ``record``, ``width`` characters either side (the stored
+    ``text_evidence``)."""
+    text = record.get(ev["field"]) or ""
+    lo, hi = max(0, int(ev["start"]) - width), min(len(text), int(ev["end"]) + width)
+    return ("…" if lo else "") + text[lo:hi] + ("…" if hi < len(text) else "")
+
+
+def proposals_of(chosen: Sequence[Any], spans: dict[tuple[str, str], list[Any]]) -> tuple[list[Any], list[Any]]:
+    """A run's proposals -- the chosen candidates new to the graph (``attrgraph.complete.Chosen``), one row per
+    (attribute, norm) with its support: the products it was chosen for -- and aliases: spans that resolved
+    to a known value by a near match."""
+    from graph.proposals import AliasRow, ProposalRow
+
+    first: dict[tuple[str, str], Any] = {}
+    support: Counter = Counter()
+    for c in chosen:
+        if not c.cand.get("new"):
+            continue
+        k = (c.slot["attribute"], c.cand["norm"])
+        support[k] += 1
+        first.setdefault(k, c)
+    props = []
+    for k, c in first.items():
+        ev = c.cand["evidence"]
+        props.append(ProposalRow(k[0], k[1], c.cand["value"], span_evidence(c.slot["product"], ev),
+                                 ev.get("model") or "", support[k], c.cand.get("quantity"), c.cand.get("unit")))
+    aliases: dict[tuple[str, str], Any] = {}
+    for a, s in alias_spans(spans):
+        n = norm_key(s.text)
+        if n == norm_key(s.value):
+            continue
+        ev = {"field": s.field, "start": s.start, "end": s.end, "text": s.text, "confidence": s.confidence,
+              "model": s.model}
+        aliases.setdefault((a, n), AliasRow(a, n, s.text, norm_key(s.value), span_evidence(s.product_id, ev), s.model))
+    return props, list(aliases.values())
+
+
 __all__ = ["BRAND", "OpenWorldError", "ProductText", "alias_spans", "combine_slot", "extract_spans",
-           "extractor_attribute", "graph_attribute", "jsonable", "load_extractor", "product_texts", "with_spans"]
+           "extractor_attribute", "graph_attribute", "jsonable", "load_extractor", "product_texts", "proposals_of",
+           "span_context", "span_evidence", "with_spans"]

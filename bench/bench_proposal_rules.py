@@ -23,6 +23,9 @@ conflict). A row is *caught* when one of them rejects it.
   ``conflict_category`` -- the name of a category off the product's path as a value, and a category name
   as the brand of a product without one.
 
+A product without attribute facts (BigBasket has only brands and categories) gets its junk as a brand
+proposal instead (digits, its title, a phrase, a category name).
+
 Reported per catalog: recall per kind, the share of clean new values blocked, and per rule its precision
 over the pooled rows it rejects. Appends one JSON record to ``bench/results/proposal_rules.jsonl``.
 """
@@ -102,7 +105,13 @@ def run_catalog(name: str, products: list[Any], *, per_kind: int, n_clean: int, 
     cat_names = sorted({c for p in products for c in p.category})
     rows: list[tuple[str, str, str, str, str]] = [(p, a, v, "clean", "") for p, a, v in clean]
 
+    brand_max = max((len(norm_key(b)) for b in cat.brand_names), default=0)
+
     def pick_fact(p: Any, ok: Any = None) -> str | None:
+        """One of the product's attributes; the brand slot for a product without any (a catalog whose
+        only facts are brands, such as BigBasket)."""
+        if not p.facts:
+            return "@brand"
         attrs = sorted({a for a, _ in p.facts if ok is None or ok(a)})
         return attrs[int(rng.integers(len(attrs)))] if attrs else None
 
@@ -118,7 +127,7 @@ def run_catalog(name: str, products: list[Any], *, per_kind: int, n_clean: int, 
             elif kind == "overlong":
                 a = pick_fact(p)
                 v = p.title or ""
-                if a is None or len(norm_key(v)) <= 2 * longest[a]:
+                if a is None or len(norm_key(v)) <= 2 * (brand_max if a == "@brand" else longest[a]):
                     continue
                 tag = ""
             elif kind == "marketing":
@@ -143,8 +152,10 @@ def run_catalog(name: str, products: list[Any], *, per_kind: int, n_clean: int, 
                 tag = "brand" if a == "@brand" else "value"
             if a is None:
                 continue
-            # a "junk" string the catalog holds for that attribute is no new value: skip it
+            # a "junk" string the catalog holds for that attribute (or as a brand) is no new value: skip it
             if a != "@brand" and norm_key(v) in {x.norm for y, x in p.facts if y == a}:
+                continue
+            if a == "@brand" and norm_key(v) in cat.brand_index:
                 continue
             rows.append((p.id, a, v, kind, tag))
             got += 1
