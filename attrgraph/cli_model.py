@@ -132,9 +132,12 @@ def train_cmd(snap_dir: str | None, model_name: str, options: tuple[str, ...], o
               help="rank every missing slot of the named products/attributes, applicable or not (the default when "
                    "both --product and --attribute are given: a slot asked for by name always gets an answer)")
 @click.option("--show", type=int, default=10, show_default=True, help="rows of the printed sample")
+@click.option("--extractor", default=None, metavar="PATH",
+              help="a saved extractor (extract.load): its spans join the candidates, values new to the graph "
+                   "marked \"new\": true, each with its evidence (field, start, end, text)")
 def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | None, top_k: int,
                 attributes: tuple[str, ...], products: tuple[str, ...], confident_only: bool, all_slots: bool,
-                show: int) -> None:
+                show: int, extractor: str | None) -> None:
     """Rank the candidate values of every missing applicable attribute, with calibrated probabilities.
 
     A slot named by both --product and --attribute is ranked even where the attribute is not deemed
@@ -169,13 +172,23 @@ def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | Non
         raise click.UsageError("--all-slots needs --product or --attribute (every attribute of every product is too many)")
     scope = "all" if all_slots or (products and attributes) else "applicable"
     cand = pred.predict(snap, products=ids, top_k=top_k, attributes=list(attributes) or None, scope=scope)
+    slots = list(cand.slots(snap))
+    n_new = 0
+    if extractor:
+        from .openworld import extract_spans, jsonable, load_extractor, product_texts, with_spans
+
+        spans = extract_spans(load_extractor(extractor), product_texts(snap, np.unique(cand.product)),
+                              sorted({s["attribute"] for s in slots}))
+        slots = [{**s, "candidates": [jsonable(x) for x in s["candidates"]]} for s in with_spans(slots, spans)]
+        n_new = sum(1 for s in slots for x in s["candidates"] if x.get("new"))
     secs = time.perf_counter() - t0
     n = n_conf = 0
     sample: list[dict[str, Any]] = []
     fh = open(out_file, "w", encoding="utf-8") if out_file else None
     try:
-        for slot in cand.slots(snap):
-            confident = slot["candidates"][0]["p"] >= slot["threshold"]
+        for slot in slots:
+            # an extracted candidate's probability is the extractor's: the model's threshold does not apply to it
+            confident = slot["candidates"][0]["p"] >= slot["threshold"] and "evidence" not in slot["candidates"][0]
             n_conf += confident
             if confident_only and not confident:
                 continue
@@ -195,5 +208,6 @@ def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | Non
                   title="predictions (sample)")
     c.console.print(f"{len(cand)} missing {'' if scope == 'all' else 'applicable '}slots of {len(np.unique(cand.product))} products scored in "
                     f"{secs:.1f} s; {n_conf} reach their attribute's threshold (target precision "
-                    f"{pred.abstention.target:g})" + (f"; {n} written to {out_file}" if out_file else ""),
+                    f"{pred.abstention.target:g})" + (f"; {n} written to {out_file}" if out_file else "")
+                    + (f"; {n_new} extracted candidates new to the graph" if extractor else ""),
                     markup=False, highlight=False)

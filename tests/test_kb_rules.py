@@ -321,6 +321,66 @@ class TestNumeric(RuleTypeCases):
         assert audited(cat, [rule]) == {("typo", "weight", "110000 g")}
 
 
+# -- new_value (proposals of values new to the catalog) -------------------------------------------------
+class TestNewValue(RuleTypeCases):
+    rule_type = "new_value"
+    # marketing words in titles across 8 categories; "red" is a value, so never a marketing word
+    CAT = catalog(
+        *[{"id": f"t{i}", "title": f"New Arrival Red Dress Free Shipping {i}", "category": f"Apparel > C{i % 8}",
+           "brand": "Acme", "facts": {"colour": "Red", "size": str(30 + i % 5)}} for i in range(40)],
+        {"id": "x", "title": "Blue shoes", "category": "Footwear > Shoes", "brand": "Nike", "facts": {"colour": "Blue"}},
+    )
+    RULES = [make_rule("new_value", id=f"nv-{c}", check=c) for c in ("length", "marketing", "digits", "conflict")]
+
+    def test_accepts(self) -> None:
+        got = labels(self.CAT, self.RULES, [("t1", "colour", "Teal"), ("t1", "size", "12"), ("t1", "@brand", "Zara"),
+                                            ("x", "colour", "Shoes"), ("t1", "colour", "new red")])
+        assert got == ["accept"] * 5  # "Shoes" names the product's own category; "red" is a value's word
+        # asserted facts are never new: an audit does not trip these rules
+        assert audited(self.CAT, self.RULES) == set()
+
+    def test_rejects(self) -> None:
+        v = verdicts(self.CAT, self.RULES, [("t1", "colour", "New Arrival"), ("t1", "colour", "free shipping!"),
+                                            ("t1", "colour", "12345"), ("t1", "@brand", "2024"),
+                                            ("t1", "colour", "x" * 30), ("t1", "colour", "q"),
+                                            ("t1", "colour", "ACME"), ("t1", "colour", "Nike"), ("t1", "colour", "Shoes"),
+                                            ("t1", "@brand", "shoes"), ("t1", "@brand", "blue")])
+        assert list(v.labels) == ["reject"] * 11
+        rules = [[r.rule for r in v[i].reasons] for i in range(len(v))]
+        assert "nv-marketing" in rules[0] and "nv-marketing" in rules[1]
+        msg = {r.rule: r.message for r in v[0].reasons}["nv-marketing"]
+        assert "marketing wording" in msg and "'arrival' is in the titles of 40 products across 8 categories" in msg
+        assert rules[2] == ["nv-digits"] and "not numbers" in v[2].reasons[0].message
+        assert "nv-digits" in rules[3] and "a brand is a name" in v[3].reasons[-1].message
+        assert rules[4] == ["nv-length"] and "longer than 8" in v[4].reasons[0].message
+        assert rules[5] == ["nv-length"] and "shorter than 2" in v[5].reasons[0].message
+        assert rules[6] == ["nv-conflict"] and "the product's own brand ('Acme')" in v[6].reasons[0].message
+        assert "names the brand 'Nike'" in v[7].reasons[0].message
+        assert "names the category 'Footwear > Shoes', but the product is in 'Apparel > C1'" in v[8].reasons[0].message
+        assert "is the name of the category" in v[9].reasons[0].message
+        assert "is a known value of colour" in v[10].reasons[0].message
+
+    def test_learned_marketing_words_and_yaml(self) -> None:
+        from kb.proposals import learn_marketing_words, marketing_cover, tokens
+
+        assert tokens("新款包邮 Red") == {"新款", "款包", "包邮", "red"}
+        cat = self.CAT
+        words = learn_marketing_words(cat.product_titles.tolist(), cat.product_category, ["red", "acme", "dress"],
+                                      min_products=20, min_categories=5)
+        assert set(words) == {"new", "arrival", "free", "shipping"}
+        assert marketing_cover("新款包邮", {"新款", "包邮"}) == ["新款", "包邮"]
+        assert marketing_cover("新款连衣裙", {"新款", "包邮"}) is None
+        assert marketing_cover("2024", {"new"}) is None
+        # without titles only declared words count; the YAML form round-trips
+        plain = catalog({"id": "a", "category": "A", "facts": {"colour": "Red"}})
+        r = make_rule("new_value", id="m", check="marketing", words=["Hot Sale"], learn=False)
+        assert labels(plain, [r], [("a", "colour", "hot sale"), ("a", "colour", "hot pink")]) == ["reject", "accept"]
+        again = RuleSet.from_yaml(RuleSet([r]).to_yaml())
+        assert again["m"].params == r.params
+        with pytest.raises(kb.RuleConfigError, match="check"):
+            make_rule("new_value", id="bad", check="vibes")
+
+
 # -- verdicts ---------------------------------------------------------------------------------------
 def test_unknown_product_is_rejected_with_a_reason() -> None:
     v = verdicts(TestDomain.CAT, [], [("nope", "gender", "Men"), ("m0", "gender", "Men")])

@@ -164,6 +164,10 @@ rules:
   - {id: cv, type: category_value, attributes: [a], min_expected: 2.5, min_support: 4, category: X}
   - {id: nu, type: numeric, attribute: w, unit: g, ranges: [{max: 5}, {category: X, min: 1, max: 2}],
      learn: {min_count: 5, low: 0.1, high: 0.9, factor: 2}}
+  - {id: nv1, type: new_value, check: length, attributes: [a], min_length: 3, max_length: 9, length_factor: 1.5}
+  - {id: nv2, type: new_value, check: marketing, words: [hot sale], learn: {min_products: 3, min_categories: 2, max_share: 0.4}}
+  - {id: nv3, type: new_value, check: digits, brands: false, numeric_share: 0.3}
+  - {id: nv4, type: new_value, check: conflict, category: X}
 """
     rs = load(text)
     assert {r.type for r in rs} == set(kb.RULE_TYPES)
