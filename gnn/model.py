@@ -551,10 +551,8 @@ class GnnCompletionModel(Baseline):
         return 0 < self.cfg.chunk_rows < snap.num_nodes("product")
 
     def _text_matrix_chunked(self, snap: Snapshot, fit_vectorizer: bool, versions: dict[str, Any]) -> Any:
-        """:meth:`_text_matrix` built ``chunk_rows`` products at a time (``gnn.textmatrix``): the vectorisers
-        fitted from per-chunk counts (the same vocabulary and IDF), the rows transformed per chunk and
-        assembled on disk, memory-mapped. The same matrix; each row's entries may come in another order
-        (``transform`` sorts them, ``fit_transform`` does not), so sums over a row agree to float rounding."""
+        """:meth:`_text_matrix` built ``chunk_rows`` products at a time (``gnn.textmatrix``) and kept on disk,
+        memory-mapped: the same vectorisers and the same matrix, entry for entry and in the same order."""
         import scipy.sparse as sps
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -563,20 +561,33 @@ class GnnCompletionModel(Baseline):
         cfg = self.cfg
         prods = snap.nodes["product"]
         step = cfg.chunk_rows
+
+        def texts():
+            return (product_text(r, cfg.description_chars) for r in prods)
+
+        def titles():
+            return (str(r.get("title") or "") for r in prods)
+
         if fit_vectorizer:
-            self.vectorizer = fit_tfidf(
+            self.vectorizer, words = fit_tfidf(
                 TfidfVectorizer(ngram_range=cfg.tfidf_ngrams, min_df=cfg.tfidf_min_df, sublinear_tf=True,
                                 token_pattern=TOKEN_PATTERN, max_features=cfg.tfidf_max_features, dtype=np.float32),
-                lambda: (product_text(r, cfg.description_chars) for r in prods), chunk=step)
-        use_char = bool(cfg.title_char_ngrams) and (fit_vectorizer or getattr(self, "char_vectorizer", None) is not None)
-        if use_char and fit_vectorizer:
-            try:
-                self.char_vectorizer = fit_tfidf(
-                    TfidfVectorizer(analyzer="char_wb", ngram_range=cfg.title_char_ngrams, min_df=cfg.title_char_min_df,
-                                    sublinear_tf=True, dtype=np.float32),
-                    lambda: (str(r.get("title") or "") for r in prods), chunk=step)
-            except ValueError:  # no n-gram in min_df titles: no block
-                self.char_vectorizer = None
+                texts, chunk=step)
+        else:
+            words = (self.vectorizer.transform(part) for part in chunks(texts(), step))
+        chars = None
+        # (a checkpoint from before title character n-grams has no char_vectorizer: its columns stay as trained)
+        if cfg.title_char_ngrams and (fit_vectorizer or getattr(self, "char_vectorizer", None) is not None):
+            if fit_vectorizer:
+                try:
+                    self.char_vectorizer, chars = fit_tfidf(
+                        TfidfVectorizer(analyzer="char_wb", ngram_range=cfg.title_char_ngrams,
+                                        min_df=cfg.title_char_min_df, sublinear_tf=True, dtype=np.float32),
+                        titles, chunk=step)
+                except ValueError:  # no n-gram in min_df titles (a tiny or title-less catalog): no block
+                    self.char_vectorizer = None
+            else:
+                chars = (self.char_vectorizer.transform(part) for part in chunks(titles(), step))
         elif fit_vectorizer:
             self.char_vectorizer = None
         use_props = cfg.properties and (fit_vectorizer or getattr(self, "property_tokens", None) is not None)
@@ -590,13 +601,13 @@ class GnnCompletionModel(Baseline):
             self.property_tokens = None
 
         def blocks():
-            for part in chunks(prods, step):
-                X = self.vectorizer.transform([product_text(r, cfg.description_chars) for r in part]).tocsr()
-                if use_char and self.char_vectorizer is not None:
-                    Xc = self.char_vectorizer.transform([str(r.get("title") or "") for r in part])
-                    X = sps.hstack([X, Xc * np.float32(cfg.title_char_weight)], format="csr", dtype=np.float32)
-                if use_props:
-                    X = self.property_tokens.append_to(X, [r.get("props") for r in part], cfg.property_weight)
+            props = chunks((r.get("props") for r in prods), step) if use_props else None
+            for X in words:
+                X = X.tocsr()
+                if chars is not None:
+                    X = sps.hstack([X, next(chars) * np.float32(cfg.title_char_weight)], format="csr", dtype=np.float32)
+                if props is not None:
+                    X = self.property_tokens.append_to(X, next(props), cfg.property_weight)
                 yield X
 
         return build_csr(blocks(), rows=len(prods), in_memory_below=0)

@@ -1,10 +1,9 @@
 """The sparse text matrix of a large catalog, built in chunks and kept on disk.
 
-* :func:`fit_tfidf` fits a scikit-learn ``TfidfVectorizer`` from documents read chunk by chunk: per
-  chunk, term document and total counts; then the same sort, ``min_df``/``max_df``/``max_features``
-  pruning and IDF as ``TfidfVectorizer.fit`` (equal vocabulary and ``idf_``: tests/test_scale.py
-  checks it). scikit-learn's own fit holds a Python int per (document, term) -- several GB for a
-  million products.
+* :func:`fit_tfidf` fits a scikit-learn ``TfidfVectorizer`` from documents read chunk by chunk and gives
+  the transformed rows block by block, equal to ``fit_transform`` (vocabulary, ``idf_``, every row and
+  the order of its entries: tests/test_scale.py). scikit-learn's own fit holds a Python int per
+  (document, term) -- several GB for a million products.
 * :class:`CsrParts` collects the rows of a CSR matrix chunk by chunk into ``.npy`` parts on disk and
   assembles them into one ``data``/``indices``/``indptr`` triple of ``.npy`` files, opened as read-only
   memory maps (:func:`load_csr`). Row blocks are transformed independently, so the matrix equals the
@@ -37,85 +36,120 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield part
 
 
-def fit_tfidf(vectorizer: Any, documents: Callable[[], Iterable[str]], *, chunk: int = 100_000) -> Any:
-    """Fit ``vectorizer`` (an unfitted ``TfidfVectorizer``) on ``documents()`` as ``vectorizer.fit`` would,
-    reading ``chunk`` documents at a time. Returns the vectorizer. Raises ``ValueError`` as ``fit`` does when
-    no term remains."""
-    from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+def fit_tfidf(vectorizer: Any, documents: Callable[[], Iterable[str]], *, chunk: int = 100_000
+              ) -> tuple[Any, Iterator[Any]]:
+    """Fit ``vectorizer`` (an unfitted ``TfidfVectorizer``) on ``documents()``, reading ``chunk`` documents at a
+    time, as ``vectorizer.fit_transform`` would: returns the fitted vectorizer and an iterator over the
+    transformed rows, one csr block per chunk.
+
+    One pass of the analyzer, as scikit-learn's: term ids in order of first appearance, a row's counts in
+    that order (sorted ids), stored per chunk on disk (a temporary 0700 directory, removed once the blocks
+    are read); then the features sorted by name, pruned by ``max_df``/``min_df``, the ``max_features`` most
+    frequent kept (by total count in the counts' float dtype, the same ties), IDF from the document
+    frequencies; each block is the pruned counts through the fitted ``TfidfTransformer``. The vocabulary,
+    ``idf_`` and every row, entries in the same order, equal ``fit_transform``'s (tests/test_scale.py)."""
+    import scipy.sparse as sps
+    from sklearn.feature_extraction.text import TfidfTransformer
 
     v = vectorizer
     if v.vocabulary is not None or v.binary or v.max_df is None:
         raise ValueError("fit_tfidf: a fixed vocabulary, binary counts or no max_df are not supported")
-    counter = CountVectorizer(input=v.input, encoding=v.encoding, decode_error=v.decode_error,
-                              strip_accents=v.strip_accents, lowercase=v.lowercase, preprocessor=v.preprocessor,
-                              tokenizer=v.tokenizer, stop_words=v.stop_words, token_pattern=v.token_pattern,
-                              ngram_range=v.ngram_range, analyzer=v.analyzer, dtype=np.int64)
-    index: dict[str, int] = {}
-    df = np.zeros(0, np.int64)
-    tf = np.zeros(0, np.int64)
+    analyze = v.build_analyzer()
+    vocab: dict[str, int] = {}
+    df = np.zeros(1024, np.int64)
+    tf = np.zeros(1024, np.int64)
+    tmp = Path(tempfile.mkdtemp(prefix="attrgraph-tfidf-"))
+    parts: list[tuple[Path, int]] = []
     n_doc = 0
-    for part in chunks(documents(), chunk):
-        n_doc += len(part)
+    try:
+        for k, part in enumerate(chunks(documents(), chunk)):
+            n_doc += len(part)
+            j: list[int] = []
+            vals: list[int] = []
+            indptr = [0]
+            for doc in part:  # (scikit-learn's _count_vocab loop)
+                counter: dict[int, int] = {}
+                for feature in analyze(doc):
+                    idx = vocab.get(feature)
+                    if idx is None:
+                        idx = vocab[feature] = len(vocab)
+                    counter[idx] = counter.get(idx, 0) + 1
+                j.extend(counter.keys())
+                vals.extend(counter.values())
+                indptr.append(len(j))
+            X = sps.csr_matrix((np.asarray(vals, np.int64), np.asarray(j, np.int64), np.asarray(indptr, np.int64)),
+                               shape=(len(part), len(vocab)))
+            X.sort_indices()
+            if len(vocab) > len(df):
+                grow = max(len(vocab) - len(df), len(df))
+                df = np.concatenate([df, np.zeros(grow, np.int64)])
+                tf = np.concatenate([tf, np.zeros(grow, np.int64)])
+            df[: len(vocab)] += np.bincount(X.indices, minlength=len(vocab))
+            tf[: len(vocab)] += np.bincount(X.indices, weights=X.data, minlength=len(vocab)).astype(np.int64)
+            f = tmp / f"counts{k}.npz"
+            np.savez(f, indices=X.indices, data=X.data, indptr=X.indptr)
+            parts.append((f, len(part)))
+        if not vocab:
+            raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
+        df, tf = df[: len(vocab)], tf[: len(vocab)]
+        names = sorted(vocab)
+        order = np.fromiter((vocab[t] for t in names), np.int64, len(names))  # name rank -> first-appearance id
+        dfs, tfs = df[order], tf[order]
+        max_doc = v.max_df if isinstance(v.max_df, Integral) else v.max_df * n_doc
+        min_doc = v.min_df if isinstance(v.min_df, Integral) else v.min_df * n_doc
+        if max_doc < min_doc:
+            raise ValueError("max_df corresponds to < documents than min_df")
+        mask = np.ones(len(dfs), dtype=bool)
+        mask &= dfs <= max_doc
+        mask &= dfs >= min_doc
+        if v.max_features is not None and mask.sum() > v.max_features:
+            ftf = tfs.astype(v.dtype)  # (CountVectorizer sums its float counts: exact below 2^24)
+            mask_inds = (-ftf[mask]).argsort()[: v.max_features]
+            new_mask = np.zeros(len(dfs), dtype=bool)
+            new_mask[np.where(mask)[0][mask_inds]] = True
+            mask = new_mask
+        kept = np.where(mask)[0]
+        if len(kept) == 0:
+            raise ValueError("After pruning, no terms remain. Try a lower min_df or a higher max_df.")
+        new_indices = np.cumsum(mask) - 1
+        v.vocabulary_ = {names[i]: new_indices[i] for i in kept.tolist()}
+        v.fixed_vocabulary_ = False
+        del vocab, names
+        remap = np.full(len(order), -1, np.int64)  # first-appearance id -> column (or -1: pruned)
+        remap[order[kept]] = new_indices[kept]
+        dtype = v.dtype if v.dtype in (np.float64, np.float32) else np.float64
+        t = TfidfTransformer(norm=v.norm, use_idf=v.use_idf, smooth_idf=v.smooth_idf, sublinear_tf=v.sublinear_tf)
+        if v.use_idf:  # TfidfTransformer.fit
+            d = dfs[kept].astype(dtype, copy=False)
+            d += float(v.smooth_idf)
+            n = n_doc + int(v.smooth_idf)
+            idf = np.full_like(d, fill_value=n, dtype=dtype)
+            idf /= d
+            np.log(idf, out=idf)
+            idf += 1.0
+            t.idf_ = idf
+        t.n_features_in_ = len(kept)
+        v._tfidf = t
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    def blocks() -> Iterator[Any]:
         try:
-            X = counter.fit_transform(part).tocsc()
-        except ValueError:  # a chunk with no term at all
-            continue
-        terms = counter.vocabulary_
-        cdf = np.diff(X.indptr)
-        ctf = np.asarray(X.sum(axis=0)).ravel()
-        cols = np.empty(len(terms), np.int64)
-        for term, j in terms.items():
-            g = index.get(term)
-            if g is None:
-                g = index[term] = len(index)
-            cols[j] = g
-        if len(index) > len(df):
-            grow = len(index) - len(df)
-            df = np.concatenate([df, np.zeros(grow, np.int64)])
-            tf = np.concatenate([tf, np.zeros(grow, np.int64)])
-        np.add.at(df, cols, cdf)
-        np.add.at(tf, cols, ctf)
-    if not index:
-        raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
-    # CountVectorizer.fit_transform: features sorted by name, then pruned by document frequency, then the
-    # max_features most frequent (by total count, as the float dtype's column sums: same ties)
-    names = sorted(index)
-    order = np.fromiter((index[t] for t in names), np.int64, len(names))
-    dfs, tfs = df[order], tf[order]
-    max_doc = v.max_df if isinstance(v.max_df, Integral) else v.max_df * n_doc
-    min_doc = v.min_df if isinstance(v.min_df, Integral) else v.min_df * n_doc
-    if max_doc < min_doc:
-        raise ValueError("max_df corresponds to < documents than min_df")
-    mask = np.ones(len(dfs), dtype=bool)
-    mask &= dfs <= max_doc
-    mask &= dfs >= min_doc
-    if v.max_features is not None and mask.sum() > v.max_features:
-        ftf = tfs.astype(v.dtype)
-        mask_inds = (-ftf[mask]).argsort()[: v.max_features]
-        new_mask = np.zeros(len(dfs), dtype=bool)
-        new_mask[np.where(mask)[0][mask_inds]] = True
-        mask = new_mask
-    kept = np.where(mask)[0]
-    if len(kept) == 0:
-        raise ValueError("After pruning, no terms remain. Try a lower min_df or a higher max_df.")
-    new_indices = np.cumsum(mask) - 1
-    v.vocabulary_ = {names[i]: new_indices[i] for i in kept.tolist()}
-    v.fixed_vocabulary_ = False
-    # TfidfTransformer.fit on the pruned counts: idf from the document frequencies, in the counts' dtype
-    dtype = v.dtype if v.dtype in (np.float64, np.float32) else np.float64
-    t = TfidfTransformer(norm=v.norm, use_idf=v.use_idf, smooth_idf=v.smooth_idf, sublinear_tf=v.sublinear_tf)
-    if v.use_idf:
-        d = dfs[kept].astype(dtype, copy=False)
-        d += float(v.smooth_idf)
-        n = n_doc + int(v.smooth_idf)
-        idf = np.full_like(d, fill_value=n, dtype=dtype)
-        idf /= d
-        np.log(idf, out=idf)
-        idf += 1.0
-        t.idf_ = idf
-    t.n_features_in_ = len(kept)
-    v._tfidf = t
-    return v
+            for f, n_rows in parts:
+                with np.load(f, allow_pickle=False) as z:
+                    ind, data, ptr = remap[z["indices"]], z["data"], z["indptr"]
+                f.unlink()
+                keep = ind >= 0
+                row = np.repeat(np.arange(n_rows), np.diff(ptr))[keep]
+                ptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=n_rows))])
+                counts = sps.csr_matrix((data[keep].astype(dtype), ind[keep].astype(np.int32), ptr.astype(np.int32)),
+                                        shape=(n_rows, len(kept)), dtype=dtype)
+                yield t.transform(counts, copy=False)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    return v, blocks()
 
 
 class CsrParts:
