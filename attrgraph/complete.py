@@ -13,6 +13,10 @@
    facts it has not seen is below ``retrain_share``, else retrain (policy ``auto``; or ``reuse`` /
    ``retrain``); a retrained model rescores every product unless ``rescore_on_retrain`` is off;
 6. **predict** — top-k calibrated candidates of every missing applicable slot of the scored products;
+   **extract** (with ``extractor`` configured) — spans of the scored products' titles and descriptions join
+   each slot's candidates (``attrgraph.openworld``): a span naming a known value adds to it, a new one is a
+   candidate of its own (``new``), proposed to the graph if chosen (``graph.proposals``), always for review
+   unless ``accept_new_values``;
 7. **validate** — candidates rejected in review are dropped; ``kb.validate`` judges the rest; per
    slot the best candidate that no rule rejects is kept: ``accept`` when the rules accept it and its
    probability reaches the attribute's threshold, ``needs_review`` when a review rule fired or its
