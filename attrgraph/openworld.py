@@ -103,8 +103,10 @@ def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, thre
                  ) -> list[dict[str, Any]]:
     """One ranked candidate list for a slot, from the model's known values and the extractor's spans.
 
-    THE seam: ``extract.combine(candidates, spans, threshold=...)`` decides when the extract package
-    has it. Otherwise this rule:
+    THE seam: when the extract package has ``combine(known, spans)`` (``known``: the model's ranking as
+    ``[(display, p)]``; it returns ``extract.combine.Choice``\\ s: value, norm, p, new, span), it decides, and
+    :func:`_from_choices` turns its answer into candidate dicts. Otherwise this rule (the same as that
+    function's unfitted default, a noisy-or):
 
     * a span that resolves to a known value (``Span.value``) adds to that value: its probability becomes
       ``1 - (1 - p_model) (1 - confidence)`` (either source alone suffices; a value the model did not rank
@@ -120,8 +122,8 @@ def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, thre
     except ImportError:  # pragma: no cover
         extract = None  # type: ignore[assignment]
     ext = getattr(extract, "combine", None) if extract is not None else None
-    if ext is not None:
-        return ext(candidates, list(spans), threshold=threshold)
+    if callable(ext):
+        return _from_choices(candidates, ext([(c["value"], float(c["p"])) for c in candidates], list(spans)))
     out = [dict(c) for c in candidates]
     by_norm = {c["norm"]: c for c in out}
     for s in spans:
@@ -147,6 +149,35 @@ def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, thre
             if s.quantity is not None and s.unit:
                 c["quantity"], c["unit"] = float(s.quantity), s.unit
             out.append(c)
+    out.sort(key=lambda c: -float(c["p"]))
+    return out
+
+
+def _from_choices(candidates: list[dict[str, Any]], choices: Iterable[Any]) -> list[dict[str, Any]]:
+    """``extract.combine``'s ``Choice``\\ s (value, norm, p, new, span) as candidate dicts, best first; a known
+    value keeps the model's norm (a brand's key) and display."""
+    by_value = {c["value"]: c for c in candidates}
+    by_norm = {c["norm"]: c for c in candidates}
+    out = []
+    for ch in choices:
+        if isinstance(ch, dict):
+            out.append(ch)
+            continue
+        base = None if ch.new else (by_value.get(ch.value) or by_norm.get(ch.norm))
+        d = dict(base) if base is not None else {"value": clean(ch.value), "norm": ch.norm}
+        d["p"] = float(ch.p)
+        s = getattr(ch, "span", None)
+        if ch.new:
+            d["new"] = True
+        if s is not None:
+            d["evidence"] = _evidence(s)
+            if not ch.new:
+                d["extracted"] = True
+                if s.alias:
+                    d["alias"] = {"text": s.text, "norm": norm_key(s.text)}
+            elif s.quantity is not None and s.unit:
+                d["quantity"], d["unit"] = float(s.quantity), s.unit
+        out.append(d)
     out.sort(key=lambda c: -float(c["p"]))
     return out
 
