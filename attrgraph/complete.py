@@ -1045,11 +1045,15 @@ class _Run:
         spans: dict[tuple[str, str], list[Any]] = {}
         if cfg.extractor:
             with st("extract"):
-                from .openworld import extract_spans, load_extractor, product_texts, with_spans
+                from .openworld import extract_spans, known_values, load_extractor, product_texts, with_spans
 
                 extractor = load_extractor(cfg.extractor)
+                want: dict[str, list[str]] = defaultdict(list)  # only the slots the model ranks: missing, applicable
+                for s in slots:
+                    want[s["product"]].append(s["attribute"])
                 spans = extract_spans(extractor, product_texts(snap, plan.products),
-                                      sorted({s["attribute"] for s in slots}), top_k=cfg.extract_top_k)
+                                      sorted({s["attribute"] for s in slots}), top_k=cfg.extract_top_k,
+                                      slots=dict(want), known=known_values(snap))
                 slots = with_spans(slots, spans)
                 counts["spans"] = sum(len(v) for v in spans.values())
                 counts["new_candidates"] = sum(1 for s in slots for c in s["candidates"] if c.get("new"))

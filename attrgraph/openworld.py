@@ -68,16 +68,50 @@ def product_texts(snap: Any, products: Iterable[int]) -> list[ProductText]:
             for p in products]
 
 
+def known_values(snap: Any) -> dict[str, list[str]]:
+    """The graph's values per attribute (display forms; brands by name, under the extractor's ``"brand"``): what
+    an extractor resolves spans against, so that a value added to the graph after it was trained is not new."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for r in snap.nodes["value"]:
+        out[r["attribute"]].append(r.get("value") or r["norm"])
+    out["brand"] = [r.get("name") or r["key"] for r in snap.nodes["brand"]]
+    return dict(out)
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def extract_spans(extractor: Any, texts: Sequence[ProductText], attributes: Sequence[str] | None = None, *,
-                  top_k: int = 1) -> dict[tuple[str, str], list[Any]]:
-    """Spans per (product id, graph attribute), best first. ``attributes`` in the graph's names."""
+                  top_k: int = 1, slots: dict[str, Sequence[str]] | None = None,
+                  known: dict[str, list[str]] | None = None) -> dict[tuple[str, str], list[Any]]:
+    """Spans per (product id, graph attribute), best first. ``attributes`` in the graph's names; ``slots``
+    (product id -> graph attributes) reads only those slots when the extractor can (``predict_slots``);
+    ``known`` (:func:`known_values`) is passed to an extractor that takes it."""
     want = None if attributes is None else [extractor_attribute(a) for a in attributes]
     have = getattr(extractor, "attributes", None)
     if want is not None and have is not None:
         want = [a for a in want if a in set(have)]
         if not want:
             return {}
-    spans = extractor.predict(list(texts), attributes=want, top_k=top_k)
+    kw: dict[str, Any] = {"top_k": top_k}
+    if slots is not None and hasattr(extractor, "predict_slots"):
+        fn = extractor.predict_slots
+        ok = set(want) if want is not None else None
+        args: tuple[Any, ...] = (list(texts), {p: [x for x in map(extractor_attribute, a) if ok is None or x in ok]
+                                               for p, a in slots.items()})
+    else:
+        fn = extractor.predict
+        args = (list(texts),)
+        kw["attributes"] = want
+    if known is not None and _accepts(fn, "known"):
+        kw["known"] = known
+    spans = fn(*args, **kw)
     by_id = {t.id: t for t in texts}
     out: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for s in spans:

@@ -75,3 +75,21 @@ def test_spans_are_checked_and_joined_to_slots(monkeypatch: pytest.MonkeyPatch) 
         extract_spans(Fixed([bad]), texts)
     with pytest.raises(OpenWorldError, match="was not given"):
         extract_spans(Fixed([Span("p9", "brand", "x", "title", 0, 1, 0.9, "x")]), texts)
+
+
+class Slotted(Fixed):
+    def __init__(self, spans):
+        super().__init__(spans)
+        self.calls = []
+
+    def predict_slots(self, products, slots, top_k=1, known=None):
+        self.calls.append((slots, known))
+        return [s for s in self.spans if s.attribute in slots.get(s.product_id, ())]
+
+
+def test_only_the_missing_slots_are_read_with_the_graphs_values() -> None:
+    texts = [ProductText("p1", "Zorblue tee", "")]
+    ex = Slotted([Span("p1", "brand", "Zorblue", "title", 0, 7, 0.9, "zorblue")])
+    spans = extract_spans(ex, texts, ["@brand"], slots={"p1": ["@brand"]}, known={"brand": ["Acme"]})
+    assert ex.calls == [({"p1": ["brand"]}, {"brand": ["Acme"]})] and list(spans) == [("p1", "@brand")]
+    assert extract_spans(ex, texts, ["baseColour"], slots={"p1": ["baseColour"]}) == {}
