@@ -1054,7 +1054,7 @@ class _Run:
                 spans = extract_spans(extractor, product_texts(snap, plan.products),
                                       sorted({s["attribute"] for s in slots}), top_k=cfg.extract_top_k,
                                       slots=dict(want), known=known_values(snap))
-                slots = with_spans(slots, spans)
+                slots = with_spans(slots, spans, stacker=getattr(extractor, "stacker", None))
                 counts["spans"] = sum(len(v) for v in spans.values())
                 counts["new_candidates"] = sum(1 for s in slots for c in s["candidates"] if c.get("new"))
         counts["candidates"] = sum(len(s["candidates"]) for s in slots)

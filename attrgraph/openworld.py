@@ -133,13 +133,14 @@ def _evidence(s: Any) -> dict[str, Any]:
             "confidence": round(float(s.confidence), 4), "model": s.model}
 
 
-def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, threshold: float | None = None
-                 ) -> list[dict[str, Any]]:
+def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, threshold: float | None = None,
+                 stacker: Any = None) -> list[dict[str, Any]]:
     """One ranked candidate list for a slot, from the model's known values and the extractor's spans.
 
     THE seam: when the extract package has ``combine(known, spans)`` (``known``: the model's ranking as
     ``[(display, p)]``; it returns ``extract.combine.Choice``\\ s: value, norm, p, new, span), it decides, and
-    :func:`_from_choices` turns its answer into candidate dicts. Otherwise this rule (the same as that
+    :func:`_from_choices` turns its answer into candidate dicts; ``stacker`` (the extractor's fitted
+    ``extract.Stacker``, when it has one) is passed on. Otherwise this rule (the same as that
     function's unfitted default, a noisy-or):
 
     * a span that resolves to a known value (``Span.value``) adds to that value: its probability becomes
@@ -157,7 +158,9 @@ def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, thre
         extract = None  # type: ignore[assignment]
     ext = getattr(extract, "combine", None) if extract is not None else None
     if callable(ext):
-        return _from_choices(candidates, ext([(c["value"], float(c["p"])) for c in candidates], list(spans)))
+        known = [(c["value"], float(c["p"])) for c in candidates]
+        choices = ext(known, list(spans)) if stacker is None else ext(known, list(spans), stacker=stacker)
+        return _from_choices(candidates, choices)
     out = [dict(c) for c in candidates]
     by_norm = {c["norm"]: c for c in out}
     for s in spans:
@@ -216,14 +219,15 @@ def _from_choices(candidates: list[dict[str, Any]], choices: Iterable[Any]) -> l
     return out
 
 
-def with_spans(slots: list[dict[str, Any]], spans: dict[tuple[str, str], list[Any]]) -> list[dict[str, Any]]:
+def with_spans(slots: list[dict[str, Any]], spans: dict[tuple[str, str], list[Any]], *, stacker: Any = None
+               ) -> list[dict[str, Any]]:
     """The model's slots (``Candidates.slots``) with each slot's spans combined in (:func:`combine_slot`).
     Spans of slots the model did not rank (asserted, or not applicable) are left out."""
     out = []
     for s in slots:
         sp = spans.get((s["product"], s["attribute"]))
         if sp:
-            s = {**s, "candidates": combine_slot(s["candidates"], sp, threshold=s.get("threshold"))}
+            s = {**s, "candidates": combine_slot(s["candidates"], sp, threshold=s.get("threshold"), stacker=stacker)}
         out.append(s)
     return out
 

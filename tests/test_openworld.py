@@ -38,7 +38,9 @@ def test_the_documented_rule(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_extract_packages_combiner_is_used_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = {}
 
-    def combine(known, spans):
+    def combine(known, spans, **kw):
+        if kw:
+            raise TypeError(f"unexpected {sorted(kw)}")
         seen["known"] = known
         s = spans[0]
         return [SimpleNamespace(value="Zorblue", norm="zorblue", p=0.7, new=True, span=s),
@@ -47,6 +49,8 @@ def test_the_extract_packages_combiner_is_used_when_present(monkeypatch: pytest.
     monkeypatch.setattr(extract, "combine", combine, raising=False)
     out = combine_slot(CANDS, [span("Zorblue", None, 0.9)])
     assert seen["known"] == [("Blue", 0.6), ("Navy Blue", 0.3)]
+    with pytest.raises(TypeError):  # a fitted stacker is passed on (this stand-in takes none)
+        combine_slot(CANDS, [span("Zorblue", None, 0.9)], stacker=object())
     assert out[0]["new"] and out[0]["p"] == 0.7 and out[0]["evidence"]["text"] == "Zorblue"
     assert out[1] == {"value": "Blue", "norm": "blue", "p": 0.2}
 
