@@ -223,11 +223,16 @@ def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | Non
     slots = list(cand.slots(snap))
     n_new = 0
     if extractor:
-        from .openworld import extract_spans, jsonable, load_extractor, product_texts, with_spans
+        from .openworld import extract_spans, jsonable, known_values, load_extractor, product_texts, with_spans
 
-        spans = extract_spans(load_extractor(extractor), product_texts(snap, np.unique(cand.product)),
-                              sorted({s["attribute"] for s in slots}))
-        slots = [{**s, "candidates": [jsonable(x) for x in s["candidates"]]} for s in with_spans(slots, spans)]
+        want: dict[str, list[str]] = {}
+        for s in slots:
+            want.setdefault(s["product"], []).append(s["attribute"])
+        ext = load_extractor(extractor)
+        spans = extract_spans(ext, product_texts(snap, np.unique(cand.product)),
+                              sorted({s["attribute"] for s in slots}), slots=want, known=known_values(snap))
+        slots = [{**s, "candidates": [jsonable(x) for x in s["candidates"]]}
+                 for s in with_spans(slots, spans, stacker=getattr(ext, "stacker", None))]
         n_new = sum(1 for s in slots for x in s["candidates"] if x.get("new"))
     secs = time.perf_counter() - t0
     n = n_conf = 0

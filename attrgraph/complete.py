@@ -13,6 +13,10 @@
    facts it has not seen is below ``retrain_share``, else retrain (policy ``auto``; or ``reuse`` /
    ``retrain``); a retrained model rescores every product unless ``rescore_on_retrain`` is off;
 6. **predict** — top-k calibrated candidates of every missing applicable slot of the scored products;
+   **extract** (with ``extractor`` configured) — spans of the scored products' titles and descriptions join
+   each slot's candidates (``attrgraph.openworld``): a span naming a known value adds to it, a new one is a
+   candidate of its own (``new``), proposed to the graph if chosen (``graph.proposals``), always for review
+   unless ``accept_new_values``;
 7. **validate** — candidates rejected in review are dropped; ``kb.validate`` judges the rest; per
    slot the best candidate that no rule rejects is kept: ``accept`` when the rules accept it and its
    probability reaches the attribute's threshold, ``needs_review`` when a review rule fired or its
@@ -1041,12 +1045,16 @@ class _Run:
         spans: dict[tuple[str, str], list[Any]] = {}
         if cfg.extractor:
             with st("extract"):
-                from .openworld import extract_spans, load_extractor, product_texts, with_spans
+                from .openworld import extract_spans, known_values, load_extractor, product_texts, with_spans
 
                 extractor = load_extractor(cfg.extractor)
+                want: dict[str, list[str]] = defaultdict(list)  # only the slots the model ranks: missing, applicable
+                for s in slots:
+                    want[s["product"]].append(s["attribute"])
                 spans = extract_spans(extractor, product_texts(snap, plan.products),
-                                      sorted({s["attribute"] for s in slots}), top_k=cfg.extract_top_k)
-                slots = with_spans(slots, spans)
+                                      sorted({s["attribute"] for s in slots}), top_k=cfg.extract_top_k,
+                                      slots=dict(want), known=known_values(snap))
+                slots = with_spans(slots, spans, stacker=getattr(extractor, "stacker", None))
                 counts["spans"] = sum(len(v) for v in spans.values())
                 counts["new_candidates"] = sum(1 for s in slots for c in s["candidates"] if c.get("new"))
         counts["candidates"] = sum(len(s["candidates"]) for s in slots)

@@ -68,16 +68,50 @@ def product_texts(snap: Any, products: Iterable[int]) -> list[ProductText]:
             for p in products]
 
 
+def known_values(snap: Any) -> dict[str, list[str]]:
+    """The graph's values per attribute (display forms; brands by name, under the extractor's ``"brand"``): what
+    an extractor resolves spans against, so that a value added to the graph after it was trained is not new."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for r in snap.nodes["value"]:
+        out[r["attribute"]].append(r.get("value") or r["norm"])
+    out["brand"] = [r.get("name") or r["key"] for r in snap.nodes["brand"]]
+    return dict(out)
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def extract_spans(extractor: Any, texts: Sequence[ProductText], attributes: Sequence[str] | None = None, *,
-                  top_k: int = 1) -> dict[tuple[str, str], list[Any]]:
-    """Spans per (product id, graph attribute), best first. ``attributes`` in the graph's names."""
+                  top_k: int = 1, slots: dict[str, Sequence[str]] | None = None,
+                  known: dict[str, list[str]] | None = None) -> dict[tuple[str, str], list[Any]]:
+    """Spans per (product id, graph attribute), best first. ``attributes`` in the graph's names; ``slots``
+    (product id -> graph attributes) reads only those slots when the extractor can (``predict_slots``);
+    ``known`` (:func:`known_values`) is passed to an extractor that takes it."""
     want = None if attributes is None else [extractor_attribute(a) for a in attributes]
     have = getattr(extractor, "attributes", None)
     if want is not None and have is not None:
         want = [a for a in want if a in set(have)]
         if not want:
             return {}
-    spans = extractor.predict(list(texts), attributes=want, top_k=top_k)
+    kw: dict[str, Any] = {"top_k": top_k}
+    if slots is not None and hasattr(extractor, "predict_slots"):
+        fn = extractor.predict_slots
+        ok = set(want) if want is not None else None
+        args: tuple[Any, ...] = (list(texts), {p: [x for x in map(extractor_attribute, a) if ok is None or x in ok]
+                                               for p, a in slots.items()})
+    else:
+        fn = extractor.predict
+        args = (list(texts),)
+        kw["attributes"] = want
+    if known is not None and _accepts(fn, "known"):
+        kw["known"] = known
+    spans = fn(*args, **kw)
     by_id = {t.id: t for t in texts}
     out: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for s in spans:
@@ -99,12 +133,15 @@ def _evidence(s: Any) -> dict[str, Any]:
             "confidence": round(float(s.confidence), 4), "model": s.model}
 
 
-def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, threshold: float | None = None
-                 ) -> list[dict[str, Any]]:
+def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, threshold: float | None = None,
+                 stacker: Any = None) -> list[dict[str, Any]]:
     """One ranked candidate list for a slot, from the model's known values and the extractor's spans.
 
-    THE seam: ``extract.combine(candidates, spans, threshold=...)`` decides when the extract package
-    has it. Otherwise this rule:
+    THE seam: when the extract package has ``combine(known, spans)`` (``known``: the model's ranking as
+    ``[(display, p)]``; it returns ``extract.combine.Choice``\\ s: value, norm, p, new, span), it decides, and
+    :func:`_from_choices` turns its answer into candidate dicts; ``stacker`` (the extractor's fitted
+    ``extract.Stacker``, when it has one) is passed on. Otherwise this rule (the same as that
+    function's unfitted default, a noisy-or):
 
     * a span that resolves to a known value (``Span.value``) adds to that value: its probability becomes
       ``1 - (1 - p_model) (1 - confidence)`` (either source alone suffices; a value the model did not rank
@@ -120,8 +157,10 @@ def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, thre
     except ImportError:  # pragma: no cover
         extract = None  # type: ignore[assignment]
     ext = getattr(extract, "combine", None) if extract is not None else None
-    if ext is not None:
-        return ext(candidates, list(spans), threshold=threshold)
+    if callable(ext):
+        known = [(c["value"], float(c["p"])) for c in candidates]
+        choices = ext(known, list(spans)) if stacker is None else ext(known, list(spans), stacker=stacker)
+        return _from_choices(candidates, choices)
     out = [dict(c) for c in candidates]
     by_norm = {c["norm"]: c for c in out}
     for s in spans:
@@ -151,14 +190,44 @@ def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, thre
     return out
 
 
-def with_spans(slots: list[dict[str, Any]], spans: dict[tuple[str, str], list[Any]]) -> list[dict[str, Any]]:
+def _from_choices(candidates: list[dict[str, Any]], choices: Iterable[Any]) -> list[dict[str, Any]]:
+    """``extract.combine``'s ``Choice``\\ s (value, norm, p, new, span) as candidate dicts, best first; a known
+    value keeps the model's norm (a brand's key) and display."""
+    by_value = {c["value"]: c for c in candidates}
+    by_norm = {c["norm"]: c for c in candidates}
+    out = []
+    for ch in choices:
+        if isinstance(ch, dict):
+            out.append(ch)
+            continue
+        base = None if ch.new else (by_value.get(ch.value) or by_norm.get(ch.norm))
+        d = dict(base) if base is not None else {"value": clean(ch.value), "norm": ch.norm}
+        d["p"] = float(ch.p)
+        s = getattr(ch, "span", None)
+        if ch.new:
+            d["new"] = True
+        if s is not None:
+            d["evidence"] = _evidence(s)
+            if not ch.new:
+                d["extracted"] = True
+                if s.alias:
+                    d["alias"] = {"text": s.text, "norm": norm_key(s.text)}
+            elif s.quantity is not None and s.unit:
+                d["quantity"], d["unit"] = float(s.quantity), s.unit
+        out.append(d)
+    out.sort(key=lambda c: -float(c["p"]))
+    return out
+
+
+def with_spans(slots: list[dict[str, Any]], spans: dict[tuple[str, str], list[Any]], *, stacker: Any = None
+               ) -> list[dict[str, Any]]:
     """The model's slots (``Candidates.slots``) with each slot's spans combined in (:func:`combine_slot`).
     Spans of slots the model did not rank (asserted, or not applicable) are left out."""
     out = []
     for s in slots:
         sp = spans.get((s["product"], s["attribute"]))
         if sp:
-            s = {**s, "candidates": combine_slot(s["candidates"], sp, threshold=s.get("threshold"))}
+            s = {**s, "candidates": combine_slot(s["candidates"], sp, threshold=s.get("threshold"), stacker=stacker)}
         out.append(s)
     return out
 

@@ -564,6 +564,38 @@ def kb_block(results: Path = RESULTS) -> str:
         "Verdicts: " + ", ".join(f"{k} {_f(n)}" for k, n in v.items()) + "."])
 
 
+def proposal_rules_block(results: Path = RESULTS) -> str:
+    """The ``new_value`` rules (``bench/bench_proposal_rules.py``): recall per injected kind, clean new values
+    blocked, precision per rule, the marketing words learned; the latest record that has every catalog of it."""
+    rec = records("proposal_rules.jsonl", results)[-1]
+    cats = rec["catalogs"]
+    kinds = list(next(iter(cats.values()))["kinds"])
+    header = ["catalog", "products", "clean new values (blocked)"] + [f"`{k}` recall (n)" for k in kinds]
+    rows = []
+    for name, r in cats.items():
+        row = [name, _f(r["products"]), f"{_f(r['clean'])} ({_f(r['clean_blocked'])})"]
+        for k in kinds:
+            d = r["kinds"][k]
+            row.append("n/a" if not d["n"] else f"{_f(d['recall'])} ({_f(d['n'])})")
+        rows.append(row)
+    rids = list(next(iter(cats.values()))["rules"])
+    rheader = ["rule"] + [f"{n}: rejected / precision / clean blocked" for n in cats]
+    rrows = [[f"`{rid}`"] + [f"{_f(r['rules'][rid]['rejected'])} / {_f(r['rules'][rid]['precision'])} / "
+                             f"{_f(r['rules'][rid]['clean_blocked'])}" for r in cats.values()] for rid in rids]
+    st = rec["settings"]
+    learned = "; ".join(f"{n}: {_f(r['marketing_words_learned'])} ({', '.join(r['marketing_words_top'][:8])})"
+                        for n, r in cats.items())
+    phrases = "; ".join(f"{n}: " + (", ".join(p for p, v in r["kinds"]["marketing"].get("per_phrase", {}).items()
+                                              if v >= 0.5) or "none") for n, r in cats.items())
+    return "\n".join([
+        f"{_source('proposal_rules.jsonl', [rec])}: the four `new_value` rules of `kb/rules/default.yaml` alone, on "
+        f"{st['per_kind']} injected junk proposals per kind (seed {st['seed']}) and on up to {st['clean']} genuinely new "
+        "values (asserted on one product only, taken out of the catalog, proposed again for it); caught = rejected:", "",
+        _table(header, rows), "", _table(rheader, rrows), "",
+        f"Marketing words learned (the most frequent): {learned}. Phrases of the fixed list caught at least half of the "
+        f"time: {phrases or '—'}."])
+
+
 # ----------------------------------------------------------------------------------------------- driver
 
 BLOCKS: dict[str, Callable[[Path], str]] = {
@@ -577,6 +609,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "text-quality": text_quality_block,
     "kge": kge_block,
     "kb": kb_block,
+    "proposal-rules": proposal_rules_block,
 }
 
 

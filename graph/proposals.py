@@ -174,12 +174,14 @@ def write_proposals(client: Neo4jClient, run_id: str, proposals: Sequence[Propos
 
 # Support = products whose current predicted edge of the slot is this proposal. Run in the run's last
 # transaction (the run is still pending there, its own edges already flipped current): readers see the
-# new counts when they see the run.
+# new counts when they see the run. The proposals this run made, and those whose edges it replaced.
 SUPPORT = """
 CALL () {
   MATCH (v:Value {status: 'proposed'}) WHERE $run IN v.runs RETURN v
   UNION
   MATCH (v:Brand {status: 'proposed'}) WHERE $run IN v.runs RETURN v
+  UNION
+  MATCH ()-[e:PREDICTED_VALUE]->(v) WHERE e.superseded_by = $run AND e.new = true AND v.status = 'proposed' RETURN v
 }
 SET v.support = COUNT { MATCH (:Product)-[e:PREDICTED_VALUE]->(v) WHERE e.current = true AND e.new = true }
 """

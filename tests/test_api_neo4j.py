@@ -122,8 +122,9 @@ def test_every_named_query_runs(sample_graph: ProductGraph, sample_records: list
         "ingest_runs": {},
     }
     # similar_products needs KG vectors in Neo4j: tested in test_snapshot_neo4j.py; the completion
-    # queries need predictions: tested in test_complete_neo4j.py
-    completion = {"predictions_above", "prediction_explanation", "run_changes", "missing_after_run", "completion_runs"}
+    # queries need predictions: tested in test_complete_neo4j.py (the proposals' in test_proposals_neo4j.py)
+    completion = {"predictions_above", "prediction_explanation", "run_changes", "missing_after_run", "completion_runs",
+                  "proposed_values", "value_evidence"}
     assert set(args) | {"similar_products"} | completion == set(queries.load_all()), "a named query has no integration test"
     for name, params in args.items():
         res = sample_graph.query(name, **params)

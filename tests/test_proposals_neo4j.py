@@ -4,7 +4,7 @@ acceptance, rollback, the named queries, hostile strings, and `predict` / `compl
 
 The extractor is a test double (the extract package builds the real one): a small class implementing
 ``extract.api.Extractor`` that returns real :class:`extract.api.Span` objects computed from the test
-products' own titles. Neo4j is real. The model is ``majority`` on 300 products of the Myntra sample.
+products' own titles. Neo4j is real. The model is ``majority`` on 200 products of the Myntra sample.
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def _env(s: Neo4jSettings) -> dict[str, str]:
 
 @pytest.fixture()
 def world(empty_graph: ProductGraph, sample_records: list[dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """300 products; some lose baseColour (or brand) and gain a new word in the title; every third title
+    """200 products; some lose baseColour (or brand) and gain a new word in the title; every third title
     carries two marketing words (so the rules learn them from the catalog)."""
-    recs = [dict(r) for r in sample_records[:300]]
+    recs = [dict(r) for r in sample_records[:200]]
     for i, r in enumerate(recs):
         if i % 3 == 0:
             r["title"] = r["title"] + MARKETING
@@ -164,14 +164,17 @@ def test_proposals_end_to_end(world, tmp_path: Path, neo4j_settings: Neo4jSettin
     assert g.query("top_values", attribute="baseColour", limit=1000).as_dicts()
     assert "Zorblue" not in {r["value"] for r in g.query("top_values", attribute="baseColour", limit=1000).as_dicts()}
 
-    # -- idempotent: a second run merges onto the same nodes ------------------------------------------------
+    # -- idempotent: a second run (from the CLI, `complete --extractor`) merges onto the same nodes ----------
     n_nodes = g.client.read("MATCH (v) WHERE (v:Value OR v:Brand) AND v.provenance = 'extracted' RETURN count(v) AS n")[0]["n"]
-    r2 = run(g, tmp_path / "w", full=True)
-    assert r2.status == "committed" and r2.counts["proposed"] == 3
+    res = CliRunner().invoke(cli, ["complete", "--model", "majority", "--rules", "myntra", "--work-dir", str(tmp_path / "w"),
+                                   "--full", "--extractor", "x", "--top", "3"], env=_env(neo4j_settings))
+    assert res.exit_code == 0, res.output
+    r2 = runs_db.last_committed(g.client)
+    assert r2.id != r1.run_id and r2.counts["proposed"] == 3 and "proposed" in res.output
     assert g.client.read("MATCH (v) WHERE (v:Value OR v:Brand) AND v.provenance = 'extracted' RETURN count(v) AS n")[0]["n"] == n_nodes == 3
     assert g.client.read("MATCH (a:Alias) RETURN count(a) AS n")[0]["n"] == 1
     z = proposed(g)[("baseColour", "Zorblue")]
-    assert z["support"] == 2 and z["runs"] == [r1.run_id, r2.run_id] and z["first_run"] == r1.run_id
+    assert z["support"] == 2 and z["runs"] == [r1.run_id, r2.id] and z["first_run"] == r1.run_id
     assert wb.integrity(g.client).ok
 
     # -- review accept: the value and the fact --------------------------------------------------------------
@@ -189,7 +192,7 @@ def test_proposals_end_to_end(world, tmp_path: Path, neo4j_settings: Neo4jSettin
     assert g.product(ids["new1"]).values("baseColour") == ["Zorblue"]
 
     # -- rollback removes only the unused nodes a run created ----------------------------------------------
-    rb2 = rollback(g, r2.run_id)
+    rb2 = rollback(g, r2.id)
     assert rb2.proposals_deleted == 0 and rb2.aliases_deleted == 0  # r1 still proposes them
     assert proposed(g)[("@brand", "Quuxcorp")]["runs"] == [r1.run_id]
     rb1 = rollback(g, r1.run_id)
@@ -245,7 +248,7 @@ def test_pending_proposals_are_hidden_then_undone(world) -> None:
     assert z == [{"runs": [r1]}]
 
 
-def test_predict_and_complete_cli_show_new_candidates(world, tmp_path: Path, neo4j_settings: Neo4jSettings) -> None:
+def test_predict_cli_shows_new_candidates_with_evidence(world, tmp_path: Path, neo4j_settings: Neo4jSettings) -> None:
     g, ids, _ = world
     env = _env(neo4j_settings)
     runner = CliRunner()
@@ -268,7 +271,3 @@ def test_predict_and_complete_cli_show_new_candidates(world, tmp_path: Path, neo
     assert nb["value"] == "Navy Blue" and nb["new"] is False and nb["alias"]["text"] == "Navyblue"
     assert slots[(ids["brand"], "@brand")]["candidates"][0]["value"] == "Quuxcorp"
     assert "extracted candidates new to the graph" in res.output
-    res = runner.invoke(cli, ["complete", "--model", "majority", "--rules", "myntra", "--work-dir", str(tmp_path / "w"),
-                              "--full", "--extractor", "x", "--top", "0"], env=env)
-    assert res.exit_code == 0, res.output
-    assert "proposed" in res.output and proposed(g)[("baseColour", "Zorblue")]["support"] == 2
