@@ -6,6 +6,8 @@
 * A restart of the server in mid-run: this module starts its OWN Neo4j (never restarting the session's),
   stops it while an ingest and a streamed read are running, and again in the middle of a write-back,
   and starts it again; the managed transactions retry and the result has no lost and no duplicate fact.
+* A commit whose answer is lost (a relay cuts the connection after COMMIT reached the server): only
+  idempotent writes are run again, and an ingest so interrupted writes nothing twice.
 * TLS: the same server speaks TLS on Bolt with a certificate signed by a CA made at test time
   (openssl); ``neo4j+s://`` with ``NEO4J_TRUSTED_CA`` and ``neo4j+ssc://`` connect, ``neo4j+s://``
   without the CA is refused.
