@@ -39,6 +39,10 @@ class TextFeatureConfig:
     # snapshot. Completion runs keep it in their work directory, so that every run (and a model
     # reused across runs) sees features in one basis, and the cache keeps hitting.
     fitted_dir: str | None = None
+    # the matrices are written chunk by chunk into a memory-mapped file (nothing catalog-sized is held);
+    # float16 halves them (the GNN reads them as float32)
+    dtype: str = "float32"  # float32 | float16
+    chunk: int = 65536  # texts encoded and written per step (a multiple of the cache's 4096)
 
 
 @dataclass
@@ -55,24 +59,34 @@ class TextFeatureReport:
 def compute_text_features(snap: Snapshot, cfg: TextFeatureConfig, *, progress: ProgressFn | None = None
                           ) -> TextFeatureReport:
     """Encode every node's text (cached) and store ``text.<node type>`` in the snapshot's feature store."""
+    from itertools import islice
+
     t0 = time.perf_counter()
+    if cfg.dtype not in ("float32", "float16"):
+        raise ValueError(f"text feature dtype must be float32 or float16, not {cfg.dtype!r}")
     enc = get_encoder(cfg.encoder, **cfg.encoder_kwargs)
-    texts = {t: snap.texts(t, max_chars=cfg.max_chars) for t in cfg.node_types}
     if hasattr(enc, "fit") and not getattr(enc, "fitted", True):
         fitted = (Path(cfg.fitted_dir) if cfg.fitted_dir else snap.features.root) / f"{cfg.encoder}.npz"
         if fitted.exists():
             enc = type(enc).load(fitted)
-        else:
-            enc.fit([x for t in cfg.node_types for x in texts[t]])
+        else:  # (an encoder fitted on the catalog reads every text at once)
+            enc.fit([x for t in cfg.node_types for x in snap.iter_texts(t, max_chars=cfg.max_chars)])
             fitted.parent.mkdir(parents=True, exist_ok=True)
             enc.save(fitted)
     cache = EmbeddingCache(cfg.cache_path or attrgraph_home() / "cache" / "text-embeddings.sqlite")
+    step = max(1, int(cfg.chunk))
     try:
         total = 0
         for t in cfg.node_types:
-            m = cache.encode(enc, texts[t], progress)
-            snap.features.put(f"text.{t}", t, m, encoder=enc.name, version=enc.version)
-            total += len(texts[t])
+            n = snap.num_nodes(t)
+            texts = snap.iter_texts(t, max_chars=cfg.max_chars)
+            with snap.features.writer(f"text.{t}", t, enc.dim, np.dtype(cfg.dtype), encoder=enc.name,
+                                      version=enc.version) as m:
+                for lo in range(0, n, step):
+                    part = list(islice(texts, step))
+                    p = (lambda d, _tot, lo=lo, n=n: progress(min(lo + d, n), n)) if progress else None
+                    m[lo: lo + len(part)] = cache.encode(enc, part, p)
+            total += n
         return TextFeatureReport(enc.name, enc.version, enc.dim, total, cache.misses, cache.hits,
                                  time.perf_counter() - t0)
     finally:

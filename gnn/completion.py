@@ -150,8 +150,13 @@ class CompletionPredictor:
             valid_share: float = 0.1, seed: int = 0, calibration: str = "isotonic",
             target_precision: float = 0.98, min_share: float = 0.1, min_products: int = 20,
             applicability: str = "learn", applicability_recall: float = 0.995,
-            include_brand: bool = True, progress: Callable[[str], None] | None = None) -> "CompletionPredictor":
+            include_brand: bool = True, progress: Callable[[str], None] | None = None,
+            dist: Any = None) -> "CompletionPredictor":
         """Fit ``model`` on ``1 - valid_share`` of the asserted pairs, calibrate on the rest.
+
+        ``dist`` (a ``gnn.distributed.DistContext``): this process is one rank of a data-parallel fit
+        (``gnn`` and ``kge`` models); every rank trains, rank 0 alone calibrates and gets the predictor,
+        the other ranks get None.
 
         ``applicability="learn"`` (``gnn.applicability``) chooses, on the valid pairs, the share threshold
         under which ``applicability_recall`` of them count as applicable (at most ``min_share``);
@@ -170,7 +175,12 @@ class CompletionPredictor:
             raise CompletionError(f"{snap.path}: the snapshot has no asserted facts to learn from")
         m = get_model(model, **(model_kwargs or {}))
         say(f"fitting {model} on {len(split.pairs('train'))} pairs")
-        m.fit(snap, split, on=("train",))
+        if dist is None:
+            m.fit(snap, split, on=("train",))
+        else:
+            m.fit(snap, split, on=("train",), dist=dist)
+            if not dist.is_main:
+                return None  # type: ignore[return-value]
         say("calibrating on the held-out pairs")
         valid = split.pairs("valid")
         raw = m.score(valid)
@@ -256,6 +266,45 @@ class CompletionPredictor:
             cand[rows, :k] = self.split.candidates(a)[top]
             prob[rows, :k] = np.take_along_axis(s, top, 1)
         return Candidates(prods, attrs, cand, prob, self.abstention.threshold(attrs), list(self.split.attribute_names))
+
+    def predict_chunks(self, snap: Snapshot, *, products: np.ndarray | None = None, top_k: int = 5,
+                       attributes: Sequence[str] | None = None, scope: str = "applicable",
+                       chunk_products: int = 100_000) -> Iterator[Candidates]:
+        """:meth:`predict`, ``chunk_products`` products at a time (in id order): one :class:`Candidates` per
+        chunk, so that the slots of a catalog of millions of products are never held at once. Their
+        concatenation equals :meth:`predict` (tests/test_scale.py)."""
+        if chunk_products < 1:
+            raise CompletionError(f"chunk_products must be at least 1, got {chunk_products}")
+        if scope == "all" and products is None and attributes is None:
+            raise CompletionError("scope='all' ranks every attribute of every product: name the products or the attributes")
+        self._check(snap)
+        prods = (np.arange(snap.num_nodes("product"), dtype=np.int64) if products is None
+                 else np.unique(np.asarray(products, dtype=np.int64)))
+        for lo in range(0, len(prods), chunk_products):
+            yield self.predict(snap, products=prods[lo: lo + chunk_products], top_k=top_k, attributes=attributes,
+                               scope=scope)
+
+    def predict_to(self, snap: Snapshot, path: str | Path, *, chunk_products: int = 100_000, **kwargs: Any) -> int:
+        """Stream :meth:`predict_chunks` to directory ``path`` (created 0700): ``part-<k>.npz`` per chunk
+        (``product``, ``attribute``, ``candidate``, ``prob``, ``threshold``; no pickle) and ``parts.json``,
+        written last. Returns the number of slots. Read back with :func:`load_predictions`."""
+        p = private_dir(path)
+        for old in p.glob("part-*.npz"):
+            old.unlink()
+        (p / "parts.json").unlink(missing_ok=True)
+        parts, total = [], 0
+        for k, c in enumerate(self.predict_chunks(snap, chunk_products=chunk_products, **kwargs)):
+            f = p / f"part-{k:05d}.npz"
+            np.savez(f, product=c.product, attribute=c.attribute, candidate=c.candidate, prob=c.prob,
+                     threshold=c.threshold)
+            os.chmod(f, 0o600)
+            parts.append({"file": f.name, "slots": len(c)})
+            total += len(c)
+        (p / "parts.json").write_text(json.dumps({"snapshot": snap.fingerprint, "slots": total, "parts": parts,
+                                                  "attribute_names": list(self.split.attribute_names)}, indent=1),
+                                      encoding="utf-8")
+        os.chmod(p / "parts.json", 0o600)
+        return total
 
     def _calibrate(self, attribute: int, s: np.ndarray) -> np.ndarray:
         if self.calibrator is None or len(s) == 0:
@@ -347,6 +396,23 @@ class CompletionPredictor:
         return obj
 
 
+def load_predictions(path: str | Path) -> Candidates:
+    """The slots :meth:`CompletionPredictor.predict_to` wrote to ``path``, as one :class:`Candidates`."""
+    p = Path(path)
+    if not (p / "parts.json").exists():
+        raise CompletionError(f"{p}: no parts.json (an unfinished or foreign prediction directory)")
+    meta = json.loads((p / "parts.json").read_text(encoding="utf-8"))
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("product", "attribute", "candidate", "prob", "threshold")}
+    for part in meta["parts"]:
+        with np.load(p / part["file"], allow_pickle=False) as z:
+            for k in cols:
+                cols[k].append(z[k])
+    if not meta["parts"]:
+        return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 1), np.int64),
+                          np.zeros((0, 1), np.float32), np.zeros(0), list(meta["attribute_names"]))
+    return Candidates(*(np.concatenate(cols[k]) for k in cols), list(meta["attribute_names"]))
+
+
 def fit_predictor(snap: Snapshot, **kwargs: Any) -> CompletionPredictor:
     """Keyword-only shortcut for :meth:`CompletionPredictor.fit`."""
     return CompletionPredictor.fit(snap, **kwargs)
@@ -364,4 +430,5 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-__all__ = ["BRAND", "Candidates", "CompletionError", "CompletionPredictor", "MODELS", "fit_predictor", "get_model"]
+__all__ = ["BRAND", "Candidates", "CompletionError", "CompletionPredictor", "MODELS", "fit_predictor", "get_model",
+           "load_predictions"]

@@ -126,6 +126,8 @@ class GnnConfig:
     num_neighbors: tuple[int, ...] = (30, 10)
     seed: int = 0
     threads: int = 2
+    chunk_rows: int = 100_000  # a catalog of more products builds its sparse text matrix in chunks of this many
+    # (kept on disk, memory-mapped: gnn.textmatrix) and runs full-graph scoring in product chunks; 0: never
     max_seconds: float = 240.0  # the whole fit (inputs, prior, epochs) stops after this long, checked between
     # mini-batches (the best state on validation is kept)
     verbose: bool = False
@@ -146,6 +148,8 @@ class GnnConfig:
             raise ModelError(f"product_drop must be in [0, 1), got {self.product_drop}")
         if self.epochs < 1 or self.eval_every < 1 or self.patience < 1:
             raise ModelError("epochs, eval_every and patience must be at least 1")
+        if self.chunk_rows < 0:
+            raise ModelError(f"chunk_rows must be 0 (no chunks) or positive, got {self.chunk_rows}")
         if self.text_prior and not self.tfidf:
             raise ModelError("text_prior needs tfidf=True (the prior reads the same TF-IDF rows)")
         if self.batch_size > 0 and self.candidate_mp:
@@ -166,6 +170,48 @@ class GnnConfig:
         if bad:
             raise ModelError(f"unknown GNN option(s) {bad}; valid: {', '.join(sorted(known))}")
         return cls(**d)
+
+
+# -- inputs -----------------------------------------------------------------------------------------------
+def _as_input(m: np.ndarray) -> Any:
+    """A feature matrix as a tensor without a copy where possible: a read-only memory map (a snapshot loaded
+    with ``mmap=True``) is shared, not read into memory (the network never writes its inputs); float16 stays
+    float16 (``encode_inputs`` computes in float32)."""
+    import warnings
+
+    torch = _torch()
+    a = np.asarray(m)
+    if a.dtype not in (np.float16, np.float32):
+        a = a.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "the given NumPy array is not writable"
+        return torch.from_numpy(a) if a.flags.c_contiguous else torch.as_tensor(np.ascontiguousarray(a))
+
+
+def _bag_inputs(X: Any) -> tuple[Any, Any, Any]:
+    """(indices, offsets, weights) of the ``EmbeddingBag`` over the rows of csr ``X``: int64 copies of an
+    in-memory matrix (as always), zero-copy int32 views of a memory-mapped one (``gnn.textmatrix``)."""
+    import warnings
+
+    torch = _torch()
+    if isinstance(X.indices, np.memmap) or isinstance(getattr(X.indices, "base", None), np.memmap):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            ind = torch.from_numpy(np.asarray(X.indices))
+            off = torch.from_numpy(np.ascontiguousarray(X.indptr[:-1], dtype=np.asarray(X.indices).dtype))
+            return ind, off, torch.from_numpy(np.asarray(X.data))
+    return (torch.as_tensor(X.indices.astype(np.int64)), torch.as_tensor(X.indptr[:-1].astype(np.int64)),
+            torch.as_tensor(X.data.astype(np.float32)))
+
+
+class _Reiterable:
+    """An iterable that calls ``make()`` for each pass (rows streamed from a snapshot, twice or more)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+    def __iter__(self) -> Any:
+        return iter(self.make())
 
 
 # -- the network ------------------------------------------------------------------------------------------
@@ -256,11 +302,11 @@ def _build_net(cfg: GnnConfig, dims: dict[str, Any], rels: list[tuple[str, str, 
             x = {}
             for t in types:
                 h = self.bias_in[t].expand(inp["n"][t], -1)
-                if f"text_{t}" in self.proj:
-                    h = h + self.proj[f"text_{t}"](inp["text"][t])
+                if f"text_{t}" in self.proj:  # (stored float16 or float32; .float() is a no-op on float32)
+                    h = h + self.proj[f"text_{t}"](inp["text"][t].float())
                 if f"kge_{t}" in self.proj:
-                    m = inp["kge_mask"][t].unsqueeze(1)
-                    h = h + m * self.proj[f"kge_{t}"](inp["kge"][t]) + (1 - m) * self.kge_default[t]
+                    m = inp["kge_mask"][t].float().unsqueeze(1)
+                    h = h + m * self.proj[f"kge_{t}"](inp["kge"][t].float()) + (1 - m) * self.kge_default[t]
                 if t == "product" and self.tfidf is not None:
                     idx, off, w = inp["tfidf"]
                     h = h + self.tfidf(idx, off, per_sample_weights=w)
@@ -278,6 +324,37 @@ def _build_net(cfg: GnnConfig, dims: dict[str, Any], rels: list[tuple[str, str, 
             x["product"] = torch.cat([x["product"], x0["product"]], dim=1)
             if not cfg.candidate_mp:
                 x["value"], x["brand"] = x0["value"], x0["brand"]
+            return x
+
+        def forward_products(self, inp: dict[str, Any], edge_index_dict: dict[tuple[str, str, str], Any],
+                             chunk: int) -> dict[str, Any]:
+            """:meth:`forward` for one layer of ``HeteroConv`` without candidate message passing (the default
+            model), product rows ``chunk`` at a time: only the relations into products are message-passed
+            (the other node types' outputs are not read), so no catalog-sized message tensor is built.
+            Equal to :meth:`forward` for the rows it returns (``product``, ``value``, ``brand``) within float
+            rounding (row blocks of a matrix product)."""
+            x0 = self.encode_inputs(inp)
+            xp = x0["product"]
+            n = xp.shape[0]
+            into = {et: e for et, e in edge_index_dict.items() if et[2] == "product"}
+            order = {et: torch.argsort(e[1], stable=True) for et, e in into.items()}
+            dst = {et: e[1][order[et]] for et, e in into.items()}
+            parts = []
+            for lo in range(0, n, chunk):
+                hi = min(lo + chunk, n)
+                sub = {}
+                for et, e in into.items():
+                    a, b = torch.searchsorted(dst[et], lo), torch.searchsorted(dst[et], hi)
+                    sel = order[et][a:b].sort().values  # the chunk's edges in their original order
+                    sub[et] = torch.stack([e[0][sel], e[1][sel] - lo])
+                xc = {**x0, "product": xp[lo:hi]}
+                out = self.convs[0](xc, sub)
+                h = xp[lo:hi]
+                if "product" in out:
+                    h = self.norms[0]["product"](h + self.drop(torch.relu(out["product"])))
+                parts.append(h)
+            x = dict(x0)
+            x["product"] = torch.cat([torch.cat(parts, 0) if parts else xp, xp], dim=1)
             return x
 
         def query(self, h_products: Any, text: bool = False) -> Any:
@@ -360,7 +437,7 @@ class GnnCompletionModel(Baseline):
                     raise ModelError(f"{snap.path}: no feature {f!r} in the feature store (have: {', '.join(sorted(names)) or 'none'}); "
                                      f"compute it with `attrgraph features`, or set text_feature=None")
                 m = snap.features.get(f)
-                inp["text"][t] = torch.as_tensor(m, dtype=torch.float32)
+                inp["text"][t] = _as_input(m)
                 dims["text"][t] = m.shape[1]
                 meta = snap.features.meta(f)
                 versions[f] = {k: meta.get(k) for k in ("encoder", "version", "snapshot")}
@@ -369,8 +446,8 @@ class GnnCompletionModel(Baseline):
                 if f not in names or fm not in names:
                     raise ModelError(f"{snap.path}: no feature {f!r}/{fm!r}; compute KG embeddings with `attrgraph features`, or set kge_feature=None")
                 m = snap.features.get(f)
-                inp["kge"][t] = torch.as_tensor(m, dtype=torch.float32)
-                inp["kge_mask"][t] = torch.as_tensor(snap.features.get(fm), dtype=torch.float32)
+                inp["kge"][t] = _as_input(m)
+                inp["kge_mask"][t] = _as_input(snap.features.get(fm))
                 dims["kge"][t] = m.shape[1]
                 versions[f] = {k: snap.features.meta(f).get(k) for k in ("model", "snapshot")}
         # learnable embeddings keyed by node key: rows kept across snapshots (rebind)
@@ -388,59 +465,29 @@ class GnnCompletionModel(Baseline):
             inp["learn_ids"][t] = torch.as_tensor(ids)
             dims["count"][t] = len(table) + 1
         if cfg.tfidf:
-            texts = [product_text(r, cfg.description_chars) for r in snap.nodes["product"]]
-            import scipy.sparse as sps
-            from sklearn.feature_extraction.text import TfidfVectorizer
-
-            if fit_vectorizer:
-                self.vectorizer = TfidfVectorizer(ngram_range=cfg.tfidf_ngrams, min_df=cfg.tfidf_min_df, sublinear_tf=True,
-                                                  token_pattern=TOKEN_PATTERN,
-                                                  max_features=cfg.tfidf_max_features, dtype=np.float32)
-                X = self.vectorizer.fit_transform(texts).tocsr()
+            if self._chunked(snap):
+                X = self._text_matrix_chunked(snap, fit_vectorizer, versions)
             else:
-                X = self.vectorizer.transform(texts).tocsr()
-            # (a checkpoint from before title character n-grams has no char_vectorizer: its columns stay as trained)
-            if cfg.title_char_ngrams and (fit_vectorizer or getattr(self, "char_vectorizer", None) is not None):
-                titles = [str(r.get("title") or "") for r in snap.nodes["product"]]
-                Xc = None
-                if fit_vectorizer:
-                    self.char_vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=cfg.title_char_ngrams,
-                                                           min_df=cfg.title_char_min_df, sublinear_tf=True, dtype=np.float32)
-                    try:
-                        Xc = self.char_vectorizer.fit_transform(titles)
-                    except ValueError:  # no n-gram in min_df titles (a tiny or title-less catalog): no block
-                        self.char_vectorizer = None
-                else:
-                    Xc = self.char_vectorizer.transform(titles)
-                if Xc is not None:
-                    X = sps.hstack([X, Xc * np.float32(cfg.title_char_weight)], format="csr", dtype=np.float32)
-            elif fit_vectorizer:
-                self.char_vectorizer = None
-            if cfg.properties and (fit_vectorizer or getattr(self, "property_tokens", None) is not None):
-                from .properties import PropertyTokens
-
-                props = [r.get("props") for r in snap.nodes["product"]]
-                if fit_vectorizer:
-                    self.property_tokens = PropertyTokens().fit(props)
-                X = self.property_tokens.append_to(X, props, cfg.property_weight)
-                versions["properties"] = {"version": self.property_tokens.version, "tokens": len(self.property_tokens)}
-            elif fit_vectorizer:
-                self.property_tokens = None
+                X = self._text_matrix(snap, fit_vectorizer, versions)
             rt["tfidf_csr"] = X
-            inp["tfidf"] = (torch.as_tensor(X.indices.astype(np.int64)), torch.as_tensor(X.indptr[:-1].astype(np.int64)),
-                            torch.as_tensor(X.data.astype(np.float32)))
+            inp["tfidf"] = _bag_inputs(X)
             dims["tfidf"] = X.shape[1]
         rt["inp"], rt["dims"] = inp, dims
         if cfg.mentions:
             from .baselines import description_text
             from .mentions import candidate_forms, mention_matrix
 
+            from .textmatrix import build_csr, chunks
+
             forms = candidate_forms(snap, split)
             prods = snap.nodes["product"]
-            rt["mention"] = [mention_matrix([str(r.get("title") or "") for r in prods], forms)]
+            step = cfg.chunk_rows if self._chunked(snap) else len(prods) or 1  # (row blocks: the same matrix)
+            rt["mention"] = [build_csr((mention_matrix([str(r.get("title") or "") for r in part], forms)
+                                        for part in chunks(prods, step)), rows=len(prods), in_memory_below=2**62)]
             if cfg.mention_description_chars > 0:
-                rt["mention"].append(mention_matrix([description_text(r, cfg.mention_description_chars) for r in prods],
-                                                    forms))
+                rt["mention"].append(build_csr(
+                    (mention_matrix([description_text(r, cfg.mention_description_chars) for r in part], forms)
+                     for part in chunks(prods, step)), rows=len(prods), in_memory_below=2**62))
             dims["mention_sources"] = len(rt["mention"])
         if cfg.text_prior:
             from .prior import key_folds
@@ -456,6 +503,124 @@ class GnnCompletionModel(Baseline):
         rt["static"] = {rel: e for rel, e in snap.edges.items() if rel not in pair_rels}
         rt["rels"] = _relations(snap.edge_types)
         self._runtime = rt
+
+    def _text_matrix(self, snap: Snapshot, fit_vectorizer: bool, versions: dict[str, Any]) -> Any:
+        """csr float32 [N, V]: TF-IDF word n-grams, title character n-grams and property tokens, all at once."""
+        cfg = self.cfg
+        texts = [product_text(r, cfg.description_chars) for r in snap.nodes["product"]]
+        import scipy.sparse as sps
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        if fit_vectorizer:
+            self.vectorizer = TfidfVectorizer(ngram_range=cfg.tfidf_ngrams, min_df=cfg.tfidf_min_df, sublinear_tf=True,
+                                              token_pattern=TOKEN_PATTERN,
+                                              max_features=cfg.tfidf_max_features, dtype=np.float32)
+            X = self.vectorizer.fit_transform(texts).tocsr()
+        else:
+            X = self.vectorizer.transform(texts).tocsr()
+        # (a checkpoint from before title character n-grams has no char_vectorizer: its columns stay as trained)
+        if cfg.title_char_ngrams and (fit_vectorizer or getattr(self, "char_vectorizer", None) is not None):
+            titles = [str(r.get("title") or "") for r in snap.nodes["product"]]
+            Xc = None
+            if fit_vectorizer:
+                self.char_vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=cfg.title_char_ngrams,
+                                                       min_df=cfg.title_char_min_df, sublinear_tf=True, dtype=np.float32)
+                try:
+                    Xc = self.char_vectorizer.fit_transform(titles)
+                except ValueError:  # no n-gram in min_df titles (a tiny or title-less catalog): no block
+                    self.char_vectorizer = None
+            else:
+                Xc = self.char_vectorizer.transform(titles)
+            if Xc is not None:
+                X = sps.hstack([X, Xc * np.float32(cfg.title_char_weight)], format="csr", dtype=np.float32)
+        elif fit_vectorizer:
+            self.char_vectorizer = None
+        if cfg.properties and (fit_vectorizer or getattr(self, "property_tokens", None) is not None):
+            from .properties import PropertyTokens
+
+            props = [r.get("props") for r in snap.nodes["product"]]
+            if fit_vectorizer:
+                self.property_tokens = PropertyTokens().fit(props)
+            X = self.property_tokens.append_to(X, props, cfg.property_weight)
+            versions["properties"] = {"version": self.property_tokens.version, "tokens": len(self.property_tokens)}
+        elif fit_vectorizer:
+            self.property_tokens = None
+        return X
+
+    def _chunked(self, snap: Snapshot) -> bool:
+        return 0 < self.cfg.chunk_rows < snap.num_nodes("product")
+
+    def _text_matrix_chunked(self, snap: Snapshot, fit_vectorizer: bool, versions: dict[str, Any]) -> Any:
+        """:meth:`_text_matrix` built ``chunk_rows`` products at a time (``gnn.textmatrix``) and kept on disk,
+        memory-mapped: the same vectorisers and the same matrix, entry for entry and in the same order."""
+        import scipy.sparse as sps
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        from .textmatrix import build_csr, chunks, fit_tfidf
+
+        cfg = self.cfg
+        prods = snap.nodes["product"]
+        step = cfg.chunk_rows
+
+        def texts():
+            return (product_text(r, cfg.description_chars) for r in prods)
+
+        def titles():
+            return (str(r.get("title") or "") for r in prods)
+
+        if fit_vectorizer:
+            self.vectorizer, words = fit_tfidf(
+                TfidfVectorizer(ngram_range=cfg.tfidf_ngrams, min_df=cfg.tfidf_min_df, sublinear_tf=True,
+                                token_pattern=TOKEN_PATTERN, max_features=cfg.tfidf_max_features, dtype=np.float32),
+                texts, chunk=step)
+        else:
+            words = (self.vectorizer.transform(part) for part in chunks(texts(), step))
+        chars = None
+        # (a checkpoint from before title character n-grams has no char_vectorizer: its columns stay as trained)
+        if cfg.title_char_ngrams and (fit_vectorizer or getattr(self, "char_vectorizer", None) is not None):
+            if fit_vectorizer:
+                try:
+                    self.char_vectorizer, chars = fit_tfidf(
+                        TfidfVectorizer(analyzer="char_wb", ngram_range=cfg.title_char_ngrams,
+                                        min_df=cfg.title_char_min_df, sublinear_tf=True, dtype=np.float32),
+                        titles, chunk=step)
+                except ValueError:  # no n-gram in min_df titles (a tiny or title-less catalog): no block
+                    self.char_vectorizer = None
+            else:
+                chars = (self.char_vectorizer.transform(part) for part in chunks(titles(), step))
+        elif fit_vectorizer:
+            self.char_vectorizer = None
+        use_props = cfg.properties and (fit_vectorizer or getattr(self, "property_tokens", None) is not None)
+        if use_props:
+            from .properties import PropertyTokens
+
+            if fit_vectorizer:
+                self.property_tokens = PropertyTokens().fit(_Reiterable(lambda: (r.get("props") for r in prods)))
+            versions["properties"] = {"version": self.property_tokens.version, "tokens": len(self.property_tokens)}
+        elif fit_vectorizer:
+            self.property_tokens = None
+
+        def blocks():
+            props = chunks((r.get("props") for r in prods), step) if use_props else None
+            for X in words:
+                X = X.tocsr()
+                if chars is not None:
+                    X = sps.hstack([X, next(chars) * np.float32(cfg.title_char_weight)], format="csr", dtype=np.float32)
+                if props is not None:
+                    X = self.property_tokens.append_to(X, next(props), cfg.property_weight)
+                yield X
+
+        return build_csr(blocks(), rows=len(prods), in_memory_below=0)
+
+    def _full_forward(self, graph: dict[tuple[str, str, str], Any]) -> dict[str, Any]:
+        """The network over the whole graph (evaluation and scoring): in product chunks (``chunk_rows``) when
+        the catalog is larger than that and the model is the one-layer ``HeteroConv`` without candidate
+        message passing; else :meth:`Net.forward` at once."""
+        cfg = self.cfg
+        if self._chunked(self.snap) and cfg.layers == 1 and cfg.message_passing and not cfg.candidate_mp \
+                and cfg.conv in ("sage", "gat"):
+            return self.net.forward_products(self._runtime["inp"], graph, cfg.chunk_rows)
+        return self.net(self._runtime["inp"], graph)
 
     def _graph(self, fact_mask: np.ndarray) -> dict[tuple[str, str, str], Any]:
         """The edge_index dict with the facts of pairs where ``fact_mask`` [F] is True."""
@@ -483,7 +648,15 @@ class GnnCompletionModel(Baseline):
         return self.cand_bias[self._cand_offset[attribute]: self._cand_offset[attribute + 1]]
 
     # -- training ---------------------------------------------------------------------------------
-    def fit(self, snap: Snapshot, split: FactSplit, *, on: Sequence[str] = ("train",)) -> "GnnCompletionModel":
+    def fit(self, snap: Snapshot, split: FactSplit, *, on: Sequence[str] = ("train",), dist: Any = None
+            ) -> "GnnCompletionModel":
+        """Train on the facts of ``on``, early-stopping on the ``valid`` pairs. ``dist``: a
+        ``gnn.distributed.DistContext`` -- this process is one rank of a data-parallel run
+        (``gnn.distributed.fit_gnn``); None: one process, as always."""
+        if dist is not None:
+            from .distributed import fit_gnn
+
+            return fit_gnn(self, snap, split, on=on, ctx=dist)
         torch = _torch()
         cfg = self.cfg
         t_start = time.perf_counter()
@@ -854,6 +1027,9 @@ class GnnCompletionModel(Baseline):
             if self.net.head_text is not None:
                 loss = loss + self._loss(x, pairs, product_pos=pos, K=K, text=True)
             loss.backward()
+            probe = self.__dict__.get("_grad_probe")
+            if probe is not None:  # (tests: this step's gradients before clipping, as gnn.distributed compares them)
+                probe(self)
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
             tot += float(loss.detach()) * len(pairs)
@@ -882,7 +1058,7 @@ class GnnCompletionModel(Baseline):
         self.net.eval()
         sp = self.split
         with torch.no_grad():
-            x = self.net(self._runtime["inp"], graph)
+            x = self._full_forward(graph)
             q = self.net.query(x["product"])
             K = self._all_candidates(x)
             ok = n_facts = 0
@@ -906,7 +1082,7 @@ class GnnCompletionModel(Baseline):
         sp = self.split
         self.text_only: set[int] = set()
         with torch.no_grad():
-            x = self.net(self._runtime["inp"], graph)
+            x = self._full_forward(graph)
             q = self.net.query(x["product"])
             qt = self.net.query(x["product"], text=True) if self.net.head_text is not None else None
             K = self._all_candidates(x)
@@ -949,7 +1125,7 @@ class GnnCompletionModel(Baseline):
                 self.net.eval()
                 with torch.no_grad():
                     cache.clear()  # one graph at a time: the cache is for repeated calls on one set
-                    x = self.net(self._runtime["inp"], self._graph(keep[self._runtime["pair_of_fact"]]))
+                    x = self._full_forward(self._graph(keep[self._runtime["pair_of_fact"]]))
                     cache[key] = {"q": self.net.query(x["product"]), "K": self._all_candidates(x)}
                     if getattr(self.net, "head_text", None) is not None:
                         cache[key]["q_text"] = self.net.query(x["product"], text=True)

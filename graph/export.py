@@ -40,6 +40,11 @@ SNAPSHOT_FORMAT = 1
 SYSTEM_PRODUCT_PROPERTIES = ("id", "title", "description", "source", "content_hash", "created_at", "updated_at",
                              "ingest_id")
 
+# A value or brand proposed by extraction (``graph.proposals``) is no catalog value until a fact asserts
+# it: the snapshot (and so the model's candidates) leaves it out.
+ASSERTED_VALUE = "(coalesce(v.status, '') <> 'proposed' OR EXISTS { MATCH (:Product)-[:HAS_VALUE]->(v) })"
+ASSERTED_BRAND = "(coalesce(b.status, '') <> 'proposed' OR EXISTS { MATCH (:Product)-[:HAS_BRAND]->(b) })"
+
 NODE_QUERIES: dict[str, str] = {
     "product": """
         MATCH (p:Product)
@@ -49,11 +54,11 @@ NODE_QUERIES: dict[str, str] = {
                     AND (valueType(p[k]) =~ '(STRING|INTEGER|FLOAT|BOOLEAN) NOT NULL'
                          OR valueType(p[k]) STARTS WITH 'LIST<STRING') | [k, p[k]]] AS props
         ORDER BY key""",
-    "brand": "MATCH (b:Brand) RETURN b.key AS key, b.name AS name ORDER BY key",
+    "brand": "MATCH (b:Brand) WHERE " + ASSERTED_BRAND + " RETURN b.key AS key, b.name AS name ORDER BY key",
     "category": "MATCH (c:Category) RETURN c.path AS key, c.name AS name, c.level AS level ORDER BY key",
     "attribute": "MATCH (a:Attribute) RETURN a.name AS key ORDER BY key",
     "value": """
-        MATCH (v:Value)
+        MATCH (v:Value) WHERE """ + ASSERTED_VALUE + """
         RETURN [v.attribute, v.norm] AS key, v.attribute AS attribute, v.norm AS norm, v.value AS value,
                v.quantity AS quantity, v.unit AS unit
         ORDER BY v.attribute, v.norm""",
@@ -69,7 +74,8 @@ EDGE_QUERIES: dict[str, tuple[str, str, str]] = {
     "subcategory_of": ("category", "category",
                        "MATCH (c:Category)-[:SUBCATEGORY_OF]->(d:Category) RETURN c.path AS s, d.path AS t"),
     "of_attribute": ("value", "attribute",
-                     "MATCH (v:Value)-[:OF_ATTRIBUTE]->(a:Attribute) RETURN [v.attribute, v.norm] AS s, a.name AS t"),
+                     "MATCH (v:Value)-[:OF_ATTRIBUTE]->(a:Attribute) WHERE " + ASSERTED_VALUE
+                     + " RETURN [v.attribute, v.norm] AS s, a.name AS t"),
 }
 
 
