@@ -175,7 +175,6 @@ class Neo4jSettings:
     ) -> "Neo4jSettings":
         uri = uri or os.environ.get("NEO4J_URI")
         database = database or os.environ.get("NEO4J_DATABASE") or None
-        trusted_ca = trusted_ca or os.environ.get("NEO4J_TRUSTED_CA") or None
         if max_retry_seconds is None:
             max_retry_seconds = _env_retry_seconds()
         if uri:
@@ -184,9 +183,10 @@ class Neo4jSettings:
                 user=user or os.environ.get("NEO4J_USER", "neo4j"),
                 password=password if password is not None else os.environ.get("NEO4J_PASSWORD"),
                 database=database,
-                trusted_ca=trusted_ca,
+                trusted_ca=trusted_ca or os.environ.get("NEO4J_TRUSTED_CA") or None,
                 max_retry_seconds=max_retry_seconds,
             )
+        # NEO4J_TRUSTED_CA belongs to NEO4J_URI: the local Neo4j speaks plain Bolt on 127.0.0.1
         local = local or LocalNeo4jSettings.from_env()
         return cls(uri=local.uri, user="neo4j", password=local.password(), database=database, local=True,
                    trusted_ca=trusted_ca, max_retry_seconds=max_retry_seconds)

@@ -6,6 +6,8 @@
 * A restart of the server in mid-run: this module starts its OWN Neo4j (never restarting the session's),
   stops it while an ingest and a streamed read are running, and again in the middle of a write-back,
   and starts it again; the managed transactions retry and the result has no lost and no duplicate fact.
+* A commit whose answer is lost (a relay cuts the connection after COMMIT reached the server): only
+  idempotent writes are run again, and an ingest so interrupted writes nothing twice.
 * TLS: the same server speaks TLS on Bolt with a certificate signed by a CA made at test time
   (openssl); ``neo4j+s://`` with ``NEO4J_TRUSTED_CA`` and ``neo4j+ssc://`` connect, ``neo4j+s://``
   without the CA is refused.
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import threading
 from collections import Counter
@@ -23,6 +26,7 @@ from pathlib import Path
 import neo4j
 import pytest
 from neo4j import GraphDatabase
+from neo4j.exceptions import IncompleteCommit
 
 from attrgraph.complete import complete
 from graph import LocalNeo4j, LocalNeo4jSettings, Neo4jSettings, ProductGraph
@@ -156,10 +160,123 @@ def test_settings_for_clusters_and_aura(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("NEO4J_TRUSTED_CA", str(tmp_path / "missing.pem"))
     with pytest.raises(SettingsError, match="missing.pem"):
         Neo4jClient(Neo4jSettings.resolve())
+    monkeypatch.delenv("NEO4J_URI")  # the local Neo4j (plain Bolt on 127.0.0.1) ignores NEO4J_TRUSTED_CA
+    local = Neo4jSettings.resolve(local=LocalNeo4jSettings(home=tmp_path, dist_dir=tmp_path, port=1))
+    assert local.local and local.uri == "bolt://127.0.0.1:1" and local.trusted_ca is None
+    assert local.max_retry_seconds == 5.0
     with pytest.raises(SettingsError, match="scheme"):
         Neo4jSettings(uri="https://db.example.invalid", user="u", password="p")
     with pytest.raises(SettingsError, match="line break"):
         LocalNeo4jSettings(home=tmp_path, dist_dir=tmp_path, extra_config={"server.bolt.tls_level": "OPTIONAL\nx=y"})
+
+
+# -- a commit whose answer is lost --------------------------------------------------------------------------
+COMMIT = b"\x00\x02\xb0\x12\x00\x00"  # a Bolt chunk holding one COMMIT message, then the end marker
+
+
+class CommitCutter:
+    """A TCP relay in front of Neo4j that lets a transaction commit and then cuts the connection before
+    the server's answer reaches the driver (the driver raises ``IncompleteCommit``): on a connection whose
+    client has sent a statement containing ``marker``, the next COMMIT goes through to the server, and
+    whatever the server sends back is dropped with both sockets closed. ``cuts`` such commits, then it
+    relays everything."""
+
+    def __init__(self, port: int):
+        self.upstream = port
+        self.marker, self.cuts, self.cut = b"", 0, 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, marker: bytes, cuts: int) -> None:
+        with self._lock:
+            self.marker, self.cuts = marker, cuts
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            state = {"marked": False, "cut": False}
+            threading.Thread(target=self._up, args=(client, server, state), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, state), daemon=True).start()
+
+    def _up(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
+        tail = b""  # the end of the previous read: a pattern may straddle two reads (never lie wholly in it)
+        try:
+            while data := src.recv(65536):
+                with self._lock:
+                    m = self.marker
+                    if self.cuts and m and m in tail[max(0, len(tail) - len(m) + 1):] + data:
+                        state["marked"] = True
+                    if state["marked"] and self.cuts and COMMIT in tail[-len(COMMIT) + 1:] + data:
+                        state["cut"] = True  # before the server can answer
+                        self.cuts -= 1
+                        self.cut += 1
+                        state["marked"] = False
+                tail = (tail + data)[-256:]
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def _down(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
+        try:
+            while data := src.recv(65536):
+                if state["cut"]:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+def test_a_lost_commit_answer_is_retried_only_for_idempotent_writes(empty_graph: ProductGraph,
+                                                                      neo4j_settings: Neo4jSettings,
+                                                                      records: list[dict], tmp_path: Path) -> None:
+    port = int(neo4j_settings.uri.rsplit(":", 1)[1])
+    cutter = CommitCutter(port)
+    relayed = Neo4jSettings(uri=f"bolt://127.0.0.1:{cutter.port}", user=neo4j_settings.user,
+                            password=neo4j_settings.password, max_retry_seconds=60)
+    try:
+        with ProductGraph(Neo4jClient(relayed)) as g:
+            # not idempotent: the error reaches the caller, and the write did happen
+            cutter.arm(b"LostCommitProbe", 1)
+            with pytest.raises(IncompleteCommit):
+                g.client.write("MERGE (x:LostCommitProbe {id: 1}) ON CREATE SET x.n = 0 SET x.n = x.n + 1",
+                               idempotent=False)
+            assert cutter.cut == 1
+            assert empty_graph.client.read("MATCH (x:LostCommitProbe) RETURN x.n AS n") == [{"n": 1}]
+            # idempotent (every write of attrgraph): run again, once more in effect
+            cutter.arm(b"LostCommitProbe", 1)
+            g.client.write("MERGE (x:LostCommitProbe {id: 2}) SET x.v = 'a'")
+            assert cutter.cut == 2
+            assert empty_graph.client.read("MATCH (x:LostCommitProbe {id: 2}) RETURN count(x) AS n") == [{"n": 1}]
+
+            # an ingest whose first two batches commit but lose their answers
+            f = write_jsonl(tmp_path / "part.jsonl", records)
+            assert empty_graph.ingest(f, mapping="myntra", batch_size=100).rows_rejected == 0
+            reference = fact_multiset(empty_graph.client)
+            empty_graph.clear(confirm=True)
+            cutter.arm(b"CREATE (p:Product {id: r.id})", 2)
+            rep = g.ingest(f, mapping="myntra", batch_size=100)
+            assert cutter.cut == 4
+            assert rep.status == "completed" and rep.rows_rejected == 0
+            # the two batches' reruns found their products stored, unchanged: nothing written twice
+            assert rep.products_unchanged == 200 and rep.products_created == N_RECORDS - 200
+            assert fact_multiset(g.client) == reference
+    finally:
+        cutter.close()
 
 
 # -- a server of this module's own: restarts and TLS --------------------------------------------------------
@@ -210,7 +327,8 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnServer]:
         "server.bolt.tls_level": "OPTIONAL",  # TLS and plain Bolt on one port: the restart tests use plain
     }
     local = LocalNeo4jSettings(home=root / "home", dist_dir=LocalNeo4jSettings.from_env().dist_dir, port=free_port(),
-                               heap_mb=512, pagecache_mb=64, extra_config=tls)
+                               heap_mb=512, pagecache_mb=64, extra_config=tls,
+                               start_timeout_s=600.0)
     server = LocalNeo4j(local)
     server.start()  # a failure here fails the module: never skipped
     try:
