@@ -70,9 +70,9 @@ def dirty() -> list[str]:
         return []
 
 
-def append(rec: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as f:
+def append(rec: dict[str, Any], path: Path = RESULTS) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
@@ -185,7 +185,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     rec["within_target"] = all(abs(v) <= 0.5 for v in rec["delta_points"].values())
     rec["fit_seconds_ratio_1_over_2"] = round(one["fit_seconds"] / two["fit_seconds"], 3)
     rec["seconds"] = round(time.perf_counter() - t0, 1)
-    append(rec)
+    append(rec, args.results)
     print(json.dumps({k: rec[k] for k in ("delta_points", "within_target", "fit_seconds_ratio_1_over_2")}), flush=True)
     return rec
 
@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--max-products", type=int, default=None)
     s.add_argument("--host-bandwidth", type=float, default=10e9 / 8, help="bytes/s between hosts (prediction only)")
     s.add_argument("--host-latency", type=float, default=50e-6, help="seconds per message between hosts")
+    for p in (c, s):
+        p.add_argument("--results", type=Path, default=RESULTS, help="the JSON-lines file to append to")
     args = ap.parse_args(argv)
     if args.cmd == "compare":
         compare(args)
@@ -428,7 +430,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     rec["meets_targets"] = all(v["speedup"] >= rec["targets"][str(v["ranks"])] for v in pl.values()
                                if v["batch"] >= 256 and str(v["ranks"]) in rec["targets"])
     rec["seconds"] = round(time.perf_counter() - t0, 1)
-    append(rec)
+    append(rec, args.results)
     print(json.dumps({k: (v["speedup"]) for k, v in pl.items()}), flush=True)
     return rec
 
