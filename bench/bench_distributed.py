@@ -4,7 +4,8 @@
     python bench/bench_distributed.py simulate [--batches 256,512,1024,2048,4096] [--ranks 2,4]
 
 ``compare``: Myntra (the shared catalog, read through its shipped mapping into a snapshot without a
-database: ``bench._catalog``; text features from the default encoder, cached), the protocol split of
+database: ``bench._catalog``; text features from ``--encoder``, ``static`` by default: MiniLM distilled
+into a token table, as good on Myntra per bench_text_quality and far cheaper to compute here), the protocol split of
 ``bench_completion`` (80/10/10 pairs + 5% cold products, seed 0), the default GNN trained for a fixed
 number of epochs (``epochs=E``, ``patience`` above E, no time budget: the same work on both sides, not
 the same seconds) once in one process (1 rank x 2 torch threads: today's path, ``dist=None``) and once
@@ -13,7 +14,8 @@ Hits@1 on the validation and on the test pairs of both, their difference (target
 Hits@1 points of 1 rank), fit seconds (a ratio under whatever else the shared machine runs).
 
 ``simulate``: a prediction, not a measurement of a speed-up. Measured on this machine: the compute of
-one training step (forward + backward, 1 thread) of the same model on Myntra at several batch sizes
+one training step (neighbour sampling, forward, backward: CPU seconds of the process at 1 thread, since
+wall time on a shared machine counts the other tenants' work too; wall seconds are recorded beside) of the same model on Myntra at several batch sizes
 (``--batches``), the gradient volume a step all-reduces (dense bytes; the sparse TF-IDF rows the batch
 touches and their bytes), and gloo all-reduce times on loopback (2 processes, 1 thread each) over
 message sizes, fitted as ``t(bytes) = latency + bytes / bandwidth`` (the ring all-reduce of 2 ranks
@@ -76,19 +78,21 @@ def append(rec: dict[str, Any], path: Path = RESULTS) -> None:
         f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
-def myntra_snapshot(max_products: int | None) -> Path:
-    """The Myntra snapshot (built once into bench/out/distributed/), with the default text features."""
+def myntra_snapshot(max_products: int | None, encoder: str = "static") -> Path:
+    """The Myntra snapshot (built once into bench/out/distributed/), with text features of ``encoder``
+    (``static`` by default here: MiniLM's distilled token table, far cheaper to compute on a shared machine
+    than the transformer; the comparison is of 1 vs 2 ranks on the same inputs)."""
     from attrgraph.features import TextFeatureConfig, compute_text_features
     from bench._catalog import CATALOGS, read_products, write_snapshot
     from gnn.snapshot import load_snapshot
 
-    d = WORK / f"myntra-{max_products or 'all'}"
+    d = WORK / f"myntra-{max_products or 'all'}-{encoder}"
     if not (d / "manifest.json").exists():
         write_snapshot(read_products(CATALOGS["myntra"], "myntra", limit=max_products), d, mapping_name="myntra",
                        source=str(CATALOGS["myntra"]))
     snap = load_snapshot(d)
     if "text.product" not in set(snap.features.names()):
-        compute_text_features(snap, TextFeatureConfig())
+        compute_text_features(snap, TextFeatureConfig(encoder=encoder))
     return d
 
 
@@ -142,13 +146,14 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     from gnn.snapshot import load_snapshot
 
     t0 = time.perf_counter()
-    snap_dir = myntra_snapshot(args.max_products)
+    snap_dir = myntra_snapshot(args.max_products, args.encoder)
     snap = load_snapshot(snap_dir)
     split = make_split_of(snap, args.seed)
     rec: dict[str, Any] = {"bench": "myntra-1v2", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "commit": git_commit(), "uncommitted_changes": dirty(), "catalog": "myntra",
                            "products": snap.num_nodes("product"), "max_products": args.max_products,
-                           "seed": args.seed, "epochs": args.epochs, "gnn_options": gnn_options(args.epochs, args.seed),
+                           "seed": args.seed, "epochs": args.epochs, "encoder": args.encoder,
+                           "text_feature_version": snap.features.meta("text.product").get("version"), "gnn_options": gnn_options(args.epochs, args.seed),
                            "split": {k: int(len(split.pairs(k))) for k in ("train", "valid", "test")},
                            "host": {"cpus": os.cpu_count(), "load_avg_1m_at_start": os.getloadavg()[0],
                                     "torch": torch.__version__},
@@ -213,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--host-latency", type=float, default=50e-6, help="seconds per message between hosts")
     for p in (c, s):
         p.add_argument("--results", type=Path, default=RESULTS, help="the JSON-lines file to append to")
+        p.add_argument("--encoder", default="static", help="text features of the snapshot (gnn.text encoder name)")
     args = ap.parse_args(argv)
     if args.cmd == "compare":
         compare(args)
@@ -277,12 +283,12 @@ def measure_allreduce() -> dict[str, Any]:
             "latency_s": lat, "bandwidth_bytes_per_s": float(1.0 / inv_bw) if inv_bw > 0 else float("inf")}
 
 
-def _prepared_model(max_products: int | None, seed: int) -> tuple[Any, Any]:
+def _prepared_model(max_products: int | None, seed: int, encoder: str = "static") -> tuple[Any, Any]:
     """The default GNN on Myntra, prepared and briefly fitted (one epoch within a short budget), for timing."""
     from gnn.model import GnnCompletionModel
     from gnn.snapshot import load_snapshot
 
-    snap = load_snapshot(myntra_snapshot(max_products))
+    snap = load_snapshot(myntra_snapshot(max_products, encoder))
     split = make_split_of(snap, seed)
     m = GnnCompletionModel(epochs=1, max_seconds=240.0, seed=seed, threads=1, select_by_valid=False)
     m.fit(snap, split)
@@ -331,13 +337,14 @@ def measure_steps(model: Any, split: Any, batches: list[int], steps: int, seed: 
     pos_all = np.full(rt["inp"]["n"]["product"], -1, np.int64)
     lo = 0
     for B in batches:
-        rec: dict[str, list[float]] = {"compute_s": [], "optimizer_s": [], "sparse_rows": [], "pairs": []}
+        rec: dict[str, list[float]] = {"compute_s": [], "optimizer_s": [], "sparse_rows": [], "pairs": [],
+                                       "compute_wall_s": [], "optimizer_wall_s": []}
         for i in range(steps + 1):
             if lo + B > len(prods):
                 lo = 0
             chunk = np.sort(prods[lo: lo + B])
             lo += B
-            t0 = time.perf_counter()
+            t0, w0 = time.process_time(), time.perf_counter()
             pairs = sup_pairs[np.isin(split.product[sup_pairs], chunk)]
             o = sampler._sample({"product": torch.as_tensor(chunk)})
             sub_inp = model._slice_inputs(o.node)
@@ -347,20 +354,25 @@ def measure_steps(model: Any, split: Any, batches: list[int], steps: int, seed: 
             opt.zero_grad()
             loss, _ = step_module(sub_inp, sub_edges, pairs, pos, 1.0)
             loss.backward()
-            t1 = time.perf_counter()
+            t1, w1 = time.process_time(), time.perf_counter()
             rows = int(sparse[0].grad.coalesce()._nnz()) if sparse and sparse[0].grad is not None else 0
-            t2 = time.perf_counter()
+            t2, w2 = time.process_time(), time.perf_counter()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
-            t3 = time.perf_counter()
+            t3, w3 = time.process_time(), time.perf_counter()
             if i == 0:
                 continue  # warm-up
+            # CPU seconds of this process (1 thread): on a shared machine wall time measures the other tenants too
             rec["compute_s"].append(t1 - t0)
             rec["optimizer_s"].append(t3 - t2)
+            rec["compute_wall_s"].append(w1 - w0)
+            rec["optimizer_wall_s"].append(w3 - w2)
             rec["sparse_rows"].append(rows)
             rec["pairs"].append(loss_count(model, pairs))
         out["by_batch"][str(B)] = {"compute_s": float(np.median(rec["compute_s"])),
                                    "optimizer_s": float(np.median(rec["optimizer_s"])),
+                                   "compute_wall_s": float(np.median(rec["compute_wall_s"])),
+                                   "optimizer_wall_s": float(np.median(rec["optimizer_wall_s"])),
                                    "sparse_rows": float(np.mean(rec["sparse_rows"])),
                                    "sparse_bytes": float(np.mean(rec["sparse_rows"])) * (H * 4 + 8),
                                    "graded_values": float(np.mean(rec["pairs"])), "timed_steps": steps}
@@ -410,7 +422,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     print("all-reduce probe (2 processes, gloo, loopback)", flush=True)
     ar = measure_allreduce()
     print(json.dumps(ar), flush=True)
-    model, split = _prepared_model(args.max_products, 0)
+    model, split = _prepared_model(args.max_products, 0, args.encoder)
     print(f"model prepared ({time.perf_counter() - t0:.0f} s); timing steps", flush=True)
     steps = measure_steps(model, split, sorted(set(batches) | set(small)), args.steps, 0)
     print(json.dumps(steps), flush=True)
