@@ -276,8 +276,8 @@ def allreduce_worker(args: argparse.Namespace) -> None:
 
 
 def measure_allreduce() -> dict[str, Any]:
-    """gloo all-reduce on loopback, 2 processes x 1 thread: median seconds per size, and the least-squares fit
-    t = latency + bytes / bandwidth."""
+    """gloo all-reduce on loopback, 2 processes x 1 thread: median seconds per size, and the fit
+    t = latency + bytes / bandwidth (least squares on relative errors)."""
     import numpy as np
 
     with tempfile.TemporaryDirectory() as td:
@@ -291,7 +291,9 @@ def measure_allreduce() -> dict[str, Any]:
     x = np.array(sorted(med), dtype=np.float64)
     y = np.array([med[int(k)] for k in x])
     A = np.stack([np.ones_like(x), x], 1)
-    (lat, inv_bw), *_ = np.linalg.lstsq(A, y, rcond=None)
+    # least squares on relative errors (rows divided by the time): otherwise the 64 MB message alone sets the
+    # intercept, and the latency of small messages is off by an order of magnitude
+    (lat, inv_bw), *_ = np.linalg.lstsq(A / y[:, None], np.ones_like(y), rcond=None)
     lat = float(lat) if lat > 0 else float(y[0])  # (a negative intercept: the smallest message's time instead)
     return {"ranks": 2, "median_seconds_by_bytes": {str(int(k)): med[int(k)] for k in x},
             "latency_s": lat, "bandwidth_bytes_per_s": float(1.0 / inv_bw) if inv_bw > 0 else float("inf")}
