@@ -428,6 +428,33 @@ def predict_speedup(steps: dict[str, Any], ar: dict[str, Any], batches: list[int
     return out
 
 
+def predict_weak(steps: dict[str, Any], batches: list[int], ranks: list[int], latency: float, bandwidth: float
+                 ) -> dict[str, Any]:
+    """The same model when every rank keeps the batch B (a global batch of nB, n times fewer steps an epoch):
+    epoch speed-up = n (C(B) + O(B)) / (C(B) + A(n) + O(nB)), O extrapolated linearly beyond the largest batch."""
+    import numpy as np
+
+    bb = sorted(int(b) for b in steps["by_batch"])
+    os_ = [steps["by_batch"][str(b)]["optimizer_s"] for b in bb]
+    sp = [steps["by_batch"][str(b)]["sparse_bytes"] for b in bb]
+
+    def lin(b: float, ys: list[float]) -> float:
+        if b <= bb[-1]:
+            return float(np.interp(b, bb, ys))
+        return float(ys[-1] + (ys[-1] - ys[-2]) * (b - bb[-1]) / (bb[-1] - bb[-2]))
+
+    out: dict[str, Any] = {}
+    for n in ranks:
+        for B in batches:
+            c = steps["by_batch"][str(B)]["compute_s"]
+            a = (2 * (n - 1) * latency + 2 * (n - 1) / n * steps["dense_gradient_bytes"] / bandwidth
+                 + (n - 1) * (latency + lin(B, sp) / bandwidth) + 2 * (n - 1) * latency)
+            t1, tn = c + lin(B, os_), c + a + lin(n * B, os_)
+            out[f"{n}x{B}"] = {"ranks": n, "batch_per_rank": B, "t1_s": round(t1, 5), "tn_s": round(tn, 5),
+                               "allreduce_s": round(a, 6), "epoch_speedup": round(n * t1 / tn, 3)}
+    return out
+
+
 def simulate(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -451,6 +478,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         "allreduce": ar, "steps": steps,
         "predicted_loopback": predict_speedup(steps, ar, batches, ranks, ar["latency_s"] / 2, ar["bandwidth_bytes_per_s"]),
         "predicted_hosts": predict_speedup(steps, ar, batches, ranks, args.host_latency, args.host_bandwidth),
+        "predicted_weak_loopback": predict_weak(steps, batches, ranks, ar["latency_s"] / 2, ar["bandwidth_bytes_per_s"]),
         "host_link": {"latency_s": args.host_latency, "bandwidth_bytes_per_s": args.host_bandwidth},
         "targets": {"2": 1.7, "4": 3.2, "min_batch": 256},
     }

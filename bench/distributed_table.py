@@ -98,6 +98,14 @@ def simulation_markdown(results: Path = RESULTS) -> str | None:
                           f"**{v['speedup']:.2f}x**", _f(h["allreduce_s"] * 1e3, 2), f"{h['speedup']:.2f}x"])
     pred = _table(["ranks", "global batch", "T(1) s", "T(n) s, one host", "all-reduce ms, one host",
                    "predicted speed-up, one host", "all-reduce ms, hosts", "predicted speed-up, hosts"], pred_rows)
+    weak = rec.get("predicted_weak_loopback")
+    if weak:
+        pred += ("\n\nIf instead every rank keeps a batch of B products (a global batch of nB, n times fewer steps an "
+                 "epoch; the optimizer then steps the rows of nB products): predicted epoch speed-up, one host, "
+                 "n (C(B) + O(B)) / (C(B) + A(n) + O(nB)):\n\n"
+                 + _table(["ranks", "batch per rank", "T(1) s", "T(n) s", "predicted epoch speed-up"],
+                          [[str(v["ranks"]), _f(v["batch_per_rank"]), _f(v["t1_s"], 3), _f(v["tn_s"], 3),
+                            f"{v['epoch_speedup']:.2f}x"] for v in weak.values()]))
     link = rec["host_link"]
     t = rec["targets"]
     return (f"{_head(rec)}. **A prediction, not a measured speed-up.** Measured on this machine: the default GNN on "
