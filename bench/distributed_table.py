@@ -84,10 +84,11 @@ def simulation_markdown(results: Path = RESULTS) -> str | None:
     rec = recs[-1]
     st, ar = rec["steps"], rec["allreduce"]
     bb = sorted(st["by_batch"], key=int)
-    rows = [[_f(int(b)), _f(st["by_batch"][b]["compute_s"], 3), _f(st["by_batch"][b]["optimizer_s"], 3),
-             _f(int(round(st["by_batch"][b]["sparse_rows"]))), _f(st["by_batch"][b]["sparse_bytes"] / 1e6, 1)] for b in bb]
-    measured = _table(["batch (products)", "rank-local step s (sample, forward, backward; 1 thread)", "optimizer step s",
-                       "TF-IDF rows with a gradient", "sparse gradient MB"], rows)
+    rows = [[_f(int(b)), _f(st["by_batch"][b]["compute_s"], 3), _f(st["by_batch"][b].get("compute_wall_s"), 3),
+             _f(st["by_batch"][b]["optimizer_s"], 3), _f(int(round(st["by_batch"][b]["sparse_rows"]))),
+             _f(st["by_batch"][b]["sparse_bytes"] / 1e6, 1)] for b in bb]
+    measured = _table(["batch (products)", "rank-local step, CPU s (sample, forward, backward; 1 thread)", "the same, wall s",
+                       "optimizer step, CPU s", "TF-IDF rows with a gradient", "sparse gradient MB"], rows)
     ar_rows = [[_f(int(k)), _f(v * 1e3, 3)] for k, v in sorted(ar["median_seconds_by_bytes"].items(), key=lambda kv: int(kv[0]))]
     ar_table = _table(["message bytes", "all-reduce ms (median)"], ar_rows)
     pred_rows = []
@@ -97,6 +98,14 @@ def simulation_markdown(results: Path = RESULTS) -> str | None:
                           f"**{v['speedup']:.2f}x**", _f(h["allreduce_s"] * 1e3, 2), f"{h['speedup']:.2f}x"])
     pred = _table(["ranks", "global batch", "T(1) s", "T(n) s, one host", "all-reduce ms, one host",
                    "predicted speed-up, one host", "all-reduce ms, hosts", "predicted speed-up, hosts"], pred_rows)
+    weak = rec.get("predicted_weak_loopback")
+    if weak:
+        pred += ("\n\nIf instead every rank keeps a batch of B products (a global batch of nB, n times fewer steps an "
+                 "epoch; the optimizer then steps the rows of nB products): predicted epoch speed-up, one host, "
+                 "n (C(B) + O(B)) / (C(B) + A(n) + O(nB)):\n\n"
+                 + _table(["ranks", "batch per rank", "T(1) s", "T(n) s", "predicted epoch speed-up"],
+                          [[str(v["ranks"]), _f(v["batch_per_rank"]), _f(v["t1_s"], 3), _f(v["tn_s"], 3),
+                            f"{v['epoch_speedup']:.2f}x"] for v in weak.values()]))
     link = rec["host_link"]
     t = rec["targets"]
     return (f"{_head(rec)}. **A prediction, not a measured speed-up.** Measured on this machine: the default GNN on "
@@ -104,7 +113,7 @@ def simulation_markdown(results: Path = RESULTS) -> str | None:
             f"gradient a step; the TF-IDF table has {_f(st['sparse_table_rows'])} rows) and gloo's all-reduce between 2 "
             f"processes on loopback, fitted as latency {_f(ar['latency_s'] * 1e6, 0)} µs + bytes / "
             f"{_f(ar['bandwidth_bytes_per_s'] / 1e9, 2)} GB/s:\n\n" + measured + "\n\n" + ar_table
-            + "\n\nThe model: " + f"`{rec['model']}` (C: the rank-local step at the batch a rank gets, interpolated "
+            + "\n\nThe model: " + f"`{rec['model']}` (C: the rank-local step's CPU seconds at the batch a rank gets, interpolated "
             "linearly between the measured sizes; O: the optimizer step, the same on every rank; the sparse "
             "TF-IDF gradient is all-gathered, so each rank receives the others' rows). \"hosts\": the same with "
             f"links of {_f(link['bandwidth_bytes_per_s'] * 8 / 1e9, 0)} Gbit/s and {_f(link['latency_s'] * 1e6, 0)} µs "

@@ -270,6 +270,9 @@ def fit_gnn(model: Any, snap: Any, split: Any, *, on: Sequence[str], ctx: DistCo
     from .model import ModelError, _build_net, _Optimizers
 
     cfg = model.cfg
+    if ctx.backend != "gloo":
+        raise ModelError(f"the GNN trains on CPU tensors, which the {ctx.backend!r} backend cannot all-reduce: "
+                         "use gloo (unset ATTRGRAPH_DIST_BACKEND)")
     if cfg.batch_size <= 0:
         raise ModelError("distributed training needs mini-batches (batch_size > 0): full-batch training has one "
                          "step over the whole graph, nothing to share between ranks")

@@ -274,7 +274,9 @@ def train_kge_distributed(train_factory: Any, config: KgeConfig, dist: Any, *, p
         model_kwargs["loss"] = config.loss
         if config.loss_kwargs:
             model_kwargs["loss_kwargs"] = config.loss_kwargs
-    per_rank = max(1, config.batch_size // world)
+    # (at most the shard: Lightning counts floor(shard / batch) batches, and a shard smaller than one batch
+    # would train on nothing, where PyKEEN's own loop takes it as one batch)
+    per_rank = max(1, min(config.batch_size // world, shard.num_triples))
 
     class _Traced(SLCWALitModule):
         def training_step(self, batch, batch_idx):  # noqa: ANN001

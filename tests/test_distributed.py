@@ -150,3 +150,14 @@ def test_a_lone_process_is_not_a_rank(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert in_launched_rank()
     assert DistContext(rank=0, world_size=2).is_main and not DistContext(rank=1, world_size=2).is_main
+
+
+def test_nproc_is_refused_for_a_model_that_cannot_train_distributed(snap_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from attrgraph.cli import cli
+
+    res = CliRunner().invoke(cli, ["train", "--nproc", "2", "--model", "tfidf", "--snapshot", str(snap_dir)], env=_env())
+    assert res.exit_code != 0 and "--model gnn or kge" in res.output
+    res = CliRunner().invoke(cli, ["train", "--nproc", "0", "--snapshot", str(snap_dir)], env=_env())
+    assert res.exit_code != 0 and "at least 1" in res.output
