@@ -96,13 +96,22 @@ def print_top(res: CompletionResult, n: int = 5, *, spread: bool = False) -> Non
 @click.option("--dry-run", is_flag=True, help="do everything but write to the graph (report still written)")
 @click.option("--every", default=None, help="run again every interval (6h, 30m, 1d) until stopped")
 @click.option("--top", "top_n", type=int, default=5, show_default=True, help="print this many top predictions")
+@click.option("--engine", type=click.Choice(["local", "spark"]), default=None,
+              help="where the bulk stages run: local (default) or spark (pip install 'attrgraph[spark]')")
+@click.option("--master", "spark_master", default=None,
+              help="Spark master for --engine spark: local[2] (default), spark://host:7077, yarn, ...")
+@click.option("--spark-partitions", type=int, default=None, help="Spark read and scoring partitions (default 2)")
 def complete_cmd(config_file: str | None, model: str | None, model_policy: str | None, rules: tuple[str, ...],
                  encoder: str | None, threads: int | None, work_dir: str | None, full: bool, dry_run: bool,
-                 every: str | None, top_n: int) -> None:
+                 every: str | None, top_n: int, engine: str | None, spark_master: str | None,
+                 spark_partitions: int | None) -> None:
     """Predict missing attributes, validate them with the rules, write them back with explanations."""
     c = _cli()
+    if spark_master is not None and engine is None:
+        engine = "spark"
     cfg = CompletionConfig.load(config_file, model=model, model_policy=model_policy, rules=list(rules) or None,
-                                encoder=encoder, threads=threads, work_dir=work_dir)
+                                encoder=encoder, threads=threads, work_dir=work_dir, engine=engine,
+                                spark_master=spark_master, spark_partitions=spark_partitions)
 
     def say(msg: str) -> None:
         if sys.stderr.isatty() or msg.startswith("["):

@@ -1035,6 +1035,8 @@ class GnnCompletionModel(Baseline):
             return []
         if sp.num_candidates(attribute) < 2:  # nothing to choose between
             return [{"only_candidate": True} for _ in range(len(products))]
+        if not self._runtime:  # a loaded model that has not scored in this process (prediction ran elsewhere)
+            self._rebuild_runtime()
         row = self._attr_row(attribute)
         prior_only = self._ranked_by_prior(attribute)
         parts: dict[str, np.ndarray] = {}
