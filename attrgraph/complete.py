@@ -24,6 +24,10 @@
    last transaction marks the run committed (until then the run is pending: none of it is shown);
 10. **report** — Markdown + PNG plots and ``predictions.jsonl`` in the run directory.
 
+``engine="spark"`` (``attrgraph complete --engine spark --master local[2]``) runs the snapshot, the text
+features, the prediction and the staging of the write on Spark (:mod:`attrgraph.spark`); the rest, and the
+commit, stay here; the committed run is the same as with the default ``engine="local"``.
+
 ``dry_run=True`` does every stage but takes no lock and writes nothing to the graph (the report
 and the would-be predictions still go to the run directory).
 """

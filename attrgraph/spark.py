@@ -451,24 +451,27 @@ def text_features_spark(spark: Any, snap: Any, cfg: Any, *, chunk: int = 4096) -
     try:
         ver = enc.version
         # every distinct text of every node type, in the order the local path meets them
+        # (the local path encodes each node type's new texts in chunks of its own: so do the chunks here)
         todo: dict[bytes, int] = {}
         todo_texts: list[str] = []
+        chunk_of: list[int] = []
         keys_by_type = {t: [cache.key(x) for x in texts[t]] for t in cfg.node_types}
-        hits = misses = 0
         found: dict[bytes, bytes] = {}
         for t in cfg.node_types:
             keys = keys_by_type[t]
             new = [k for k in set(keys) if k not in found and k not in todo]
             found.update(cache._lookup(enc.name, ver, new))
+            first, start = len(todo_texts), (chunk_of[-1] + 1 if chunk_of else 0)
             for k, x in zip(keys, texts[t]):
                 if k not in found and k not in todo:
                     todo[k] = len(todo_texts)
+                    chunk_of.append(start + (len(todo_texts) - first) // chunk)
                     todo_texts.append(x)
         if todo_texts:
-            pdf = pd.DataFrame({"chunk": np.arange(len(todo_texts)) // chunk, "pos": np.arange(len(todo_texts)),
+            pdf = pd.DataFrame({"chunk": np.asarray(chunk_of, np.int64), "pos": np.arange(len(todo_texts)),
                                 "text": todo_texts})
-            tasks = int(pdf["chunk"].max()) + 1
-            df = spark.createDataFrame(pdf).repartition(tasks, "chunk")
+            tasks = int(pdf["chunk"].nunique())
+            df = spark.createDataFrame(pdf).repartitionByRange(tasks, "chunk")
             res = df.mapInPandas(functools.partial(_encode_partition, spec), "chunk long, pos long, vec binary").toPandas()
             if len(res) != len(todo_texts):
                 raise SparkEngineError(f"spark features: {len(res)} vectors came back for {len(todo_texts)} texts")
@@ -485,12 +488,7 @@ def text_features_spark(spark: Any, snap: Any, cfg: Any, *, chunk: int = 4096) -
             keys = keys_by_type[t]
             m = np.zeros((len(keys), enc.dim), np.float32)
             for row, k in enumerate(keys):
-                if k in found:
-                    m[row] = np.frombuffer(found[k], dtype=np.float32)
-                    hits += 1
-                else:
-                    m[row] = new[todo[k]]
-                    misses += 1
+                m[row] = np.frombuffer(found[k], dtype=np.float32) if k in found else new[todo[k]]
             snap.features.put(f"text.{t}", t, m, encoder=enc.name, version=ver)
             total += len(keys)
         return SparkFeatureReport(enc.name, ver, enc.dim, total, len(todo_texts), total - len(todo_texts),
@@ -535,7 +533,7 @@ def predict_spark(spark: Any, snap: Any, model_dir: str | Path, attribute_names:
     part = np.zeros(len(prods), np.int64)
     for i in range(n):
         part[bounds[i]:bounds[i + 1]] = i
-    df = spark.createDataFrame(pd.DataFrame({"part": part, "product": prods})).repartition(n, "part")
+    df = spark.createDataFrame(pd.DataFrame({"part": part, "product": prods})).repartitionByRange(n, "part")
     res = df.mapInPandas(functools.partial(_predict_partition, args),
                          "product long, attribute long, candidate array<long>, prob array<float>, threshold double"
                          ).toPandas()

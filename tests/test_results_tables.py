@@ -16,6 +16,7 @@ SOURCES = {
     "completion": "completion.jsonl", "completion-attributes": "completion.jsonl", "ceiling": "ceiling.jsonl",
     "learning-curve": "ceiling.jsonl", "label-noise": "label_noise.jsonl", "gnn-cost": "gnn_cost.jsonl",
     "text-speed": "text.jsonl", "text-quality": "text_quality.jsonl", "kge": "kge.jsonl", "kb": "kb.jsonl",
+    "spark": "spark.jsonl",
 }
 
 
