@@ -121,6 +121,7 @@ def main() -> None:
     # the jars (Neo4j's, the connector) stay where they are while each run gets its own ATTRGRAPH_HOME
     os.environ.setdefault("ATTRGRAPH_DIST_DIR", str(LocalNeo4jSettings.from_env().dist_dir))
     home = os.environ.get("ATTRGRAPH_HOME")
+    commit = git_commit()  # the code that runs (not HEAD when the record is written, minutes later)
     for name in [c for c in args.catalogs.split(",") if c]:
         if name not in ("sample", "myntra"):
             ap.error(f"unknown catalog {name!r}; valid: sample, myntra")
@@ -131,7 +132,7 @@ def main() -> None:
                 os.environ.pop("ATTRGRAPH_HOME", None)
             else:
                 os.environ["ATTRGRAPH_HOME"] = home
-        rec.update({"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
+        rec.update({"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
                     "python": platform.python_version(), "pyspark": pyspark.__version__, "cpus": os.cpu_count()})
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a", encoding="utf-8") as fh:

@@ -572,13 +572,14 @@ def spark_block(results: Path = RESULTS) -> str:
         latest[r["catalog"]] = r
     recs = list(latest.values())
     header = ["catalog", "products", "local s", "spark s", "spark / local", "snapshot s (local / spark)",
-              "predict s (local / spark)", "write s (local / spark)", "edges compared", "same committed run"]
+              "features s (local / spark)", "predict s (local / spark)", "write s (local / spark)", "edges compared", "same committed run"]
     rows = []
     for r in recs:
         lo, sp = r["local_stages"], r["spark_stages"]
         rows.append([r["catalog"], _f(r["products"]), _s(r["local_seconds"]), _s(r["spark_seconds"]),
                      f"{r['ratio_spark_vs_local']:.2f}x",
                      f"{_s(lo.get('snapshot', 0))} / {_s(sp.get('snapshot', 0))}",
+                     f"{_s(lo.get('features', 0))} / {_s(sp.get('features', 0))}",
                      f"{_s(lo.get('predict', 0))} / {_s(sp.get('predict', 0))}",
                      f"{_s(lo.get('write', 0))} / {_s(sp.get('write', 0))}", _f(r["edges_compared"]),
                      _f(bool(r["equal_edges"] and r["equal_counts"] and r["integrity_ok"]))])
@@ -586,8 +587,11 @@ def spark_block(results: Path = RESULTS) -> str:
     return "\n".join([
         f"{_source('spark.jsonl', recs)} ({m.get('cpus')} CPUs shared with other work, Spark `{m['master']}`, "
         f"{m['partitions']} partitions, pyspark {m.get('pyspark')}; model `{m['model']}` {json.dumps(m['model_kwargs'])}, "
-        f"encoder `{m['encoder']}`; both runs score with the same saved model; the latest record per catalog):", "",
-        _table(header, rows)])
+        f"encoder `{m['encoder']}`; both runs score with the same saved model; "
+        f"the latest record per catalog):", "",
+        _table(header, rows), "",
+        "Spark's snapshot stage includes starting the driver JVM and the Python workers' first imports; its predict "
+        "stage, each worker loading the model and the snapshot once."])
 
 
 # ----------------------------------------------------------------------------------------------- driver
