@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev,ml]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev,ml,spark]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -105,14 +105,23 @@ def print_top(res: CompletionResult, n: int = 5, *, spread: bool = False) -> Non
                    "values new to the graph are proposed for review (config key `extractor`)")
 @click.option("--accept-new-values", is_flag=True, default=None,
               help="let a new value be accepted without review when rules and threshold allow (default: review)")
+@click.option("--engine", type=click.Choice(["local", "spark"]), default=None,
+              help="where the bulk stages run: local (default) or spark (pip install 'attrgraph[spark]')")
+@click.option("--master", "spark_master", default=None,
+              help="Spark master for --engine spark: local[2] (default), spark://host:7077, yarn, ...")
+@click.option("--spark-partitions", type=int, default=None, help="Spark read and scoring partitions (default 2)")
 def complete_cmd(config_file: str | None, model: str | None, model_policy: str | None, rules: tuple[str, ...],
                  encoder: str | None, threads: int | None, work_dir: str | None, full: bool, dry_run: bool,
-                 every: str | None, top_n: int, extractor: str | None, accept_new_values: bool | None) -> None:
+                 every: str | None, top_n: int, extractor: str | None, accept_new_values: bool | None,
+                 engine: str | None, spark_master: str | None, spark_partitions: int | None) -> None:
     """Predict missing attributes, validate them with the rules, write them back with explanations."""
     c = _cli()
+    if spark_master is not None and engine is None:
+        engine = "spark"
     cfg = CompletionConfig.load(config_file, model=model, model_policy=model_policy, rules=list(rules) or None,
                                 encoder=encoder, threads=threads, work_dir=work_dir, extractor=extractor,
-                                accept_new_values=accept_new_values or None)
+                                accept_new_values=accept_new_values or None, engine=engine,
+                                spark_master=spark_master, spark_partitions=spark_partitions)
 
     def say(msg: str) -> None:
         if sys.stderr.isatty() or msg.startswith("["):

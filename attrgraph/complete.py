@@ -28,6 +28,10 @@
    last transaction marks the run committed (until then the run is pending: none of it is shown);
 10. **report** — Markdown + PNG plots and ``predictions.jsonl`` in the run directory.
 
+``engine="spark"`` (``attrgraph complete --engine spark --master local[2]``) runs the snapshot, the text
+features, the prediction and the staging of the write on Spark (:mod:`attrgraph.spark`); the rest, and the
+commit, stay here; the committed run is the same as with the default ``engine="local"``.
+
 ``dry_run=True`` does every stage but takes no lock and writes nothing to the graph (the report
 and the would-be predictions still go to the run directory).
 """
@@ -64,6 +68,7 @@ from graph.settings import attrgraph_home, private_dir
 Progress = Callable[[str], None]
 
 MODEL_POLICIES = ("auto", "reuse", "retrain")
+ENGINES = ("local", "spark")
 STAGES = ("lock", "snapshot", "plan", "features", "model", "predict", "extract", "validate", "explain", "write", "report")
 
 
@@ -120,6 +125,12 @@ class CompletionConfig:
     heartbeat_seconds: float = 15.0
     # where runs, the model, the snapshot and the incremental state live (default $ATTRGRAPH_HOME/completion)
     work_dir: str | None = None
+    # where the bulk stages run: local (this process) or spark (attrgraph.spark: snapshot, text features,
+    # prediction and write-back staging on a Spark master; the same committed run)
+    engine: str = "local"
+    spark_master: str = "local[2]"
+    spark_partitions: int = 2
+    spark_driver_memory: str = "512m"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -132,6 +143,10 @@ class CompletionConfig:
 
         if self.model not in MODELS:
             raise bad("model", f"unknown model; valid: {', '.join(MODELS)}")
+        if self.engine not in ENGINES:
+            raise bad("engine", f"valid: {', '.join(ENGINES)}")
+        if not isinstance(self.spark_master, str) or not self.spark_master:
+            raise bad("spark_master", "must be a Spark master URL such as local[2] or spark://host:7077")
         if self.model_policy not in MODEL_POLICIES:
             raise bad("model_policy", f"valid: {', '.join(MODEL_POLICIES)}")
         if self.text_features not in ("auto", "always", "never"):
@@ -153,7 +168,7 @@ class CompletionConfig:
             raise bad("extractor", "must be the path of a saved extractor (or null)")
         if not isinstance(self.accept_new_values, bool):
             raise bad("accept_new_values", "must be true or false")
-        for k in ("top_k", "batch_size", "min_products", "neighbour_max_degree", "extract_top_k"):
+        for k in ("top_k", "batch_size", "min_products", "neighbour_max_degree", "extract_top_k", "spark_partitions"):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise bad(k, "must be a positive integer")
@@ -834,6 +849,45 @@ class Explainer:
         return None
 
 
+# -- engines: where the bulk stages run -------------------------------------------------------------------
+class LocalEngine:
+    """The bulk stages in this process (the default): ``graph.export``, ``attrgraph.features``,
+    ``CompletionPredictor.predict``, ``graph.writeback.write_predictions``. ``attrgraph.spark.SparkEngine``
+    has the same methods and gives the same results."""
+
+    name = "local"
+
+    def export(self, client: Any, out_dir: Path) -> Any:
+        return export_snapshot(client, out_dir)
+
+    def text_features(self, snap: Any, cfg: Any) -> Any:
+        from .features import compute_text_features
+
+        return compute_text_features(snap, cfg)
+
+    def predict(self, pred: Any, snap: Any, model_dir: Path, *, products: np.ndarray, top_k: int,
+                attributes: Sequence[str] | None) -> Any:
+        return pred.predict(snap, products=products, top_k=top_k, attributes=attributes)
+
+    def stage(self, client: Any, run_id: str, rows: Sequence[wb.PredictionRow], *, model: str, model_version: str,
+              batch_size: int, on_batch: Callable[[int, int], None] | None = None) -> wb.StageResult:
+        return wb.write_predictions(client, run_id, rows, model=model, model_version=model_version,
+                                    batch_size=batch_size, on_batch=on_batch)
+
+    def close(self) -> None:
+        pass
+
+
+def get_engine(cfg: CompletionConfig) -> Any:
+    """The engine ``cfg.engine`` names (``spark`` needs the ``attrgraph[spark]`` extra)."""
+    if cfg.engine == "spark":
+        from .spark import SparkEngine, SparkOptions
+
+        return SparkEngine(SparkOptions(master=cfg.spark_master, partitions=cfg.spark_partitions,
+                                        driver_memory=cfg.spark_driver_memory))
+    return LocalEngine()
+
+
 # -- the run ---------------------------------------------------------------------------------------------
 class _Stages:
     def __init__(self, say: Progress):
@@ -907,6 +961,7 @@ class _Run:
         self.notes: list[str] = []
         self.locked = False
         self.own_runs = own_runs
+        self.engine = get_engine(cfg)
 
     # the whole run ----------------------------------------------------------------------------------------
     def run(self) -> CompletionResult:
@@ -999,7 +1054,7 @@ class _Run:
         cfg, st, say = self.cfg, self.stages, self.say
         with st("snapshot"):
             snap_dir = self.work / "snapshot"
-            export_snapshot(self.client, snap_dir)
+            self.engine.export(self.client, snap_dir)
             snap = load_snapshot(snap_dir)
             counts["products"] = snap.num_nodes("product")
         with st("plan"):
@@ -1011,12 +1066,12 @@ class _Run:
                                  max_degree=cfg.neighbour_max_degree)
         with st("features"):
             if uses_text_features(cfg):
-                from .features import TextFeatureConfig, compute_text_features
+                from .features import TextFeatureConfig
 
                 # a catalog-fitted encoder (char-svd) is fitted once per work directory: a model reused by
                 # later runs must see features in the basis it was trained on
-                rep = compute_text_features(snap, TextFeatureConfig(encoder=cfg.encoder, encoder_kwargs=cfg.encoder_kwargs,
-                                                                    fitted_dir=str(self.work / "encoders")))
+                rep = self.engine.text_features(snap, TextFeatureConfig(encoder=cfg.encoder, encoder_kwargs=cfg.encoder_kwargs,
+                                                                        fitted_dir=str(self.work / "encoders")))
                 self.notes.append(f"text features: {rep.texts} texts, {rep.encoded} encoded, {rep.cached} from the cache")
         with st("model"):
             model_dir = self.work / "model"
@@ -1039,7 +1094,7 @@ class _Run:
                     raise CompletionConfigError(f"attributes: unknown attribute(s) {bad}; known: "
                                                 f"{', '.join(sorted(known)[:30])}")
                 attrs = cfg.attributes
-            cands = pred.predict(snap, products=plan.products, top_k=cfg.top_k, attributes=attrs)
+            cands = self.engine.predict(pred, snap, model_dir, products=plan.products, top_k=cfg.top_k, attributes=attrs)
             slots = list(cands.slots(snap))
             counts["slots"] = len(cands)
         spans: dict[tuple[str, str], list[Any]] = {}
@@ -1088,9 +1143,8 @@ class _Run:
                     counts["proposed"], counts["aliases"] = pw.proposed, pw.aliases
                     say(f"proposals: {pw.proposed} new values ({pw.created} created), {pw.aliases} aliases")
                 # staged (shown to no reader) in batches, then shown all at once when the run commits
-                res = wb.write_predictions(self.client, self.run_id, rows, model=cfg.model, model_version=model_version,
-                                           batch_size=cfg.batch_size,
-                                           on_batch=lambda d, t: say(f"written {d}/{t}"))
+                res = self.engine.stage(self.client, self.run_id, rows, model=cfg.model, model_version=model_version,
+                                        batch_size=cfg.batch_size, on_batch=lambda d, t: say(f"written {d}/{t}"))
                 keep: dict[str, list[str]] = {snap.nodes["product"][int(p)]["key"]: [] for p in plan.products}
                 for r in rows:
                     keep.setdefault(r.product, []).append(r.attribute)

@@ -17,6 +17,7 @@ Each block is rendered from the latest suitable record(s) of one ``bench/results
 ``text-quality``     text_quality.jsonl: per catalog, the latest record
 ``kge``              kge.jsonl: the latest record
 ``kb``               kb.jsonl: the latest record
+``spark``            spark.jsonl: per catalog, the latest local vs Spark completion (bench_spark.py)
 ===================  =====================================================================================
 
 Markers in README.md: ``<!-- results:NAME:begin -->`` ... ``<!-- results:NAME:end -->``. ``--write-readme``
@@ -594,6 +595,33 @@ def proposal_rules_block(results: Path = RESULTS) -> str:
         _table(header, rows), "", _table(rheader, rrows), "",
         f"Marketing words learned (the most frequent): {learned}. Phrases of the fixed list caught at least half of the "
         f"time: {phrases or '—'}."])
+def spark_block(results: Path = RESULTS) -> str:
+    """Local vs Spark completion (bench_spark.py): per catalog, the latest record."""
+    latest: dict[str, dict[str, Any]] = {}
+    for r in records("spark.jsonl", results):
+        latest[r["catalog"]] = r
+    recs = list(latest.values())
+    header = ["catalog", "products", "local s", "spark s", "spark / local", "snapshot s (local / spark)",
+              "features s (local / spark)", "predict s (local / spark)", "write s (local / spark)", "edges compared", "same committed run"]
+    rows = []
+    for r in recs:
+        lo, sp = r["local_stages"], r["spark_stages"]
+        rows.append([r["catalog"], _f(r["products"]), _s(r["local_seconds"]), _s(r["spark_seconds"]),
+                     f"{r['ratio_spark_vs_local']:.2f}x",
+                     f"{_s(lo.get('snapshot', 0))} / {_s(sp.get('snapshot', 0))}",
+                     f"{_s(lo.get('features', 0))} / {_s(sp.get('features', 0))}",
+                     f"{_s(lo.get('predict', 0))} / {_s(sp.get('predict', 0))}",
+                     f"{_s(lo.get('write', 0))} / {_s(sp.get('write', 0))}", _f(r["edges_compared"]),
+                     _f(bool(r["equal_edges"] and r["equal_counts"] and r["integrity_ok"]))])
+    m = recs[-1]
+    return "\n".join([
+        f"{_source('spark.jsonl', recs)} ({m.get('cpus')} CPUs shared with other work, Spark `{m['master']}`, "
+        f"{m['partitions']} partitions, pyspark {m.get('pyspark')}; model `{m['model']}` {json.dumps(m['model_kwargs'])}, "
+        f"encoder `{m['encoder']}`; both runs score with the same saved model; "
+        f"the latest record per catalog):", "",
+        _table(header, rows), "",
+        "Spark's snapshot stage includes starting the driver JVM and the Python workers' first imports; its predict "
+        "stage, each worker loading the model and the snapshot once."])
 
 
 # ----------------------------------------------------------------------------------------------- driver
@@ -610,6 +638,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "kge": kge_block,
     "kb": kb_block,
     "proposal-rules": proposal_rules_block,
+    "spark": spark_block,
 }
 
 

@@ -56,6 +56,9 @@ class ModelError(GnnError):
     """A GNN configuration is invalid, or a model is used on data it cannot score."""
 
 
+SCORE_BLOCK = 1024  # products per scoring block (see GnnCompletionModel._score_attribute)
+
+
 def _torch():
     try:
         import torch
@@ -1159,14 +1162,21 @@ class GnnCompletionModel(Baseline):
         cb = self._cand_bias_for(attribute)
         prior_only = self._ranked_by_prior(attribute)
         q_all = e["q_text"] if self._ranked_by_text_head(attribute) else e["q"]
+        # Blocks of exactly SCORE_BLOCK rows (the last one padded): a matrix product's rounding depends on its
+        # shape, so a product's scores would otherwise depend on which other products are scored with it (a
+        # full run vs an incremental one, one process vs Spark partitions; isotonic calibration can turn that
+        # last bit into 1e-5). With one shape, the scores are the same whatever the batch.
         with torch.no_grad():
-            for lo in range(0, len(products), 8192):
-                p = torch.as_tensor(np.asarray(products[lo: lo + 8192], dtype=np.int64))
+            for lo in range(0, len(products), SCORE_BLOCK):
+                pn = np.asarray(products[lo: lo + SCORE_BLOCK], dtype=np.int64)
+                n = len(pn)
+                pad = np.concatenate([pn, np.full(SCORE_BLOCK - n, pn[0], np.int64)])
                 if prior_only:  # chosen on validation: the text prior alone ranks this attribute better
-                    out[lo: lo + len(p)] = torch.softmax(self._prior(attribute, p.numpy()), dim=1).numpy()
+                    out[lo: lo + n] = torch.softmax(self._prior(attribute, pad), dim=1).numpy()[:n]
                     continue
-                s = self.net.logits(q_all[p], self._attr_row(attribute), K, cb) + self._side_scores(attribute, p.numpy())
-                out[lo: lo + len(p)] = torch.softmax(s, dim=1).numpy()
+                p = torch.as_tensor(pad)
+                s = self.net.logits(q_all[p], self._attr_row(attribute), K, cb) + self._side_scores(attribute, pad)
+                out[lo: lo + n] = torch.softmax(s, dim=1).numpy()[:n]
         return out
 
     def _ranked_by_prior(self, attribute: int) -> bool:
@@ -1211,6 +1221,8 @@ class GnnCompletionModel(Baseline):
             return []
         if sp.num_candidates(attribute) < 2:  # nothing to choose between
             return [{"only_candidate": True} for _ in range(len(products))]
+        if not self._runtime:  # a loaded model that has not scored in this process (prediction ran elsewhere)
+            self._rebuild_runtime()
         row = self._attr_row(attribute)
         prior_only = self._ranked_by_prior(attribute)
         parts: dict[str, np.ndarray] = {}

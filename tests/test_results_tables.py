@@ -17,6 +17,7 @@ SOURCES = {
     "learning-curve": "ceiling.jsonl", "label-noise": "label_noise.jsonl", "gnn-cost": "gnn_cost.jsonl",
     "text-speed": "text.jsonl", "text-quality": "text_quality.jsonl", "kge": "kge.jsonl", "kb": "kb.jsonl",
     "proposal-rules": "proposal_rules.jsonl",
+    "spark": "spark.jsonl",
 }
 
 
