@@ -42,13 +42,13 @@ SYSTEM_PRODUCT_PROPERTIES = ("id", "title", "description", "source", "content_ha
 
 NODE_QUERIES: dict[str, str] = {
     "product": """
-        MATCH (p:Product)
+        MATCH (p:Product) WHERE p.id > $after
+        WITH p ORDER BY p.id LIMIT $page
         RETURN p.id AS key, p.title AS title, p.description AS description, p.content_hash AS hash,
                p.source AS source,
                [k IN keys(p) WHERE NOT k IN $system AND p[k] IS NOT NULL
                     AND (valueType(p[k]) =~ '(STRING|INTEGER|FLOAT|BOOLEAN) NOT NULL'
-                         OR valueType(p[k]) STARTS WITH 'LIST<STRING') | [k, p[k]]] AS props
-        ORDER BY key""",
+                         OR valueType(p[k]) STARTS WITH 'LIST<STRING') | [k, p[k]]] AS props""",
     "brand": "MATCH (b:Brand) RETURN b.key AS key, b.name AS name ORDER BY key",
     "category": "MATCH (c:Category) RETURN c.path AS key, c.name AS name, c.level AS level ORDER BY key",
     "attribute": "MATCH (a:Attribute) RETURN a.name AS key ORDER BY key",
@@ -58,6 +58,10 @@ NODE_QUERIES: dict[str, str] = {
                v.quantity AS quantity, v.unit AS unit
         ORDER BY v.attribute, v.norm""",
 }
+
+# node types read in keyset pages (``$after``: the last key of the previous page, "" first; ``$page`` rows), in the
+# order of the unique key's index: no server-side sort of a million product records, one page in flight at a time
+PAGED = {"product"}
 
 # relation name -> (source type, target type, query returning source key `s` and target key `t`)
 EDGE_QUERIES: dict[str, tuple[str, str, str]] = {
@@ -96,8 +100,26 @@ def _fingerprint(root: Path) -> str:
     return h.hexdigest()
 
 
-def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int = 5000) -> ExportSummary:
-    """Write a snapshot of the whole product graph to ``out_dir`` (replaced atomically)."""
+def _records(s: Any, ntype: str, q: str, params: dict[str, Any], page: int) -> Any:
+    """The node records of ``q``: at once, or for a paged type page after page (keyset on ``key``)."""
+    if ntype not in PAGED:
+        yield from s.run(q, params)
+        return
+    after = ""  # keys are non-empty strings, all greater than ""
+    while True:
+        n = 0
+        for rec in s.run(q, {**params, "after": after, "page": page}):
+            n += 1
+            after = rec["key"]
+            yield rec
+        if n < page:
+            return
+
+
+def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int = 5000,
+                    page_size: int = 20_000) -> ExportSummary:
+    """Write a snapshot of the whole product graph to ``out_dir`` (replaced atomically). Products are read in
+    keyset pages of ``page_size`` and written as they come; edges are kept as compact integer arrays."""
     out = Path(out_dir)
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -111,7 +133,7 @@ def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int
             ids: dict[Any, int] = {}
             with open(tmp / "nodes" / f"{ntype}.jsonl", "w", encoding="utf-8") as fh:
                 params = {"system": list(SYSTEM_PRODUCT_PROPERTIES)} if ntype == "product" else {}
-                for rec in s.run(q, params):
+                for rec in _records(s, ntype, q, params, page_size):
                     d = rec.data()
                     if ntype == "product":  # props sorted: the same graph gives the same bytes (and fingerprint)
                         d["props"] = dict(sorted((k, v) for k, v in d["props"]))
