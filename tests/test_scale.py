@@ -240,3 +240,29 @@ def test_chunked_stages_take_a_fraction_of_the_in_memory_memory(tmp_path: Path) 
     _, peak_texts_all = _peak(lambda: len(mapped.texts("product")))
     _, peak_texts_chunks = _peak(lambda: sum(len(p) for p in chunks(mapped.iter_texts("product"), 4096)))
     assert peak_texts_chunks < 0.2 * peak_texts_all, (peak_texts_chunks, peak_texts_all)
+
+
+# -- the README's figures --------------------------------------------------------------------------------------
+def test_readme_scale_block_equals_what_the_renderer_renders(tmp_path: Path) -> None:
+    from bench import scale_table as st
+
+    have = st.readme_block(st.README)
+    assert have is not None, "README.md lacks the <!-- scale:begin --> ... <!-- scale:end --> markers"
+    assert have == st.scale_block(), ("README.md's scale block differs from bench/results/scale.jsonl: run "
+                                      "`.venv/bin/python bench/scale_table.py --write-readme` (never edit inside it)")
+    # the renderer reads the records: a new record changes the block, an incomplete one says what is missing
+    rec = {"when": "2026-12-04T16:00:00+00:00", "commit": "abc1234", "products": 1000, "encoder": "static",
+           "feature_dtype": "float32", "gnn_options": {}, "threads": 1, "cpus": 2, "load_avg_1m_at_start": 1.0,
+           "neo4j": {"heap_mb": 1024, "pagecache_mb": 512}, "complete": False, "missing": "the generated catalog: model, predict not finished",
+           "targets": {"peak_rss_mb": 16384, "rss_stages": ["snapshot", "model", "predict"], "time_ratio": 1.3,
+                       "timed_stages": ["snapshot", "features", "model", "predict"]},
+           "runs": {"baseline": {"products": 500, "complete": True, "stages_s": {"snapshot": 1.0},
+                                 "ms_per_product": {"snapshot": 2.0}, "peak_rss_mb": {"snapshot": 100.0},
+                                 "peak_rss_anon_mb": {"snapshot": 60.0}, "peak_rss_file_mb": {"snapshot": 40.0},
+                                 "jvm_peak_rss_mb": 700.0}}}
+    f = tmp_path / "scale.jsonl"
+    f.write_text(json.dumps(rec) + "\n", encoding="utf-8")
+    text = st.scale_block(f)
+    assert "commit `abc1234`" in text and "**Incomplete**: the generated catalog: model, predict not finished" in text
+    assert "| Myntra (44k) | 500 | snapshot | 1.0 | 2.00 | 100 (60 + 40) |" in text
+    assert "time per product (snapshot + features + model + predict): not measured" in text
