@@ -206,7 +206,14 @@ class FeatureStore:
         if matrix.shape[0] != self.snapshot.num_nodes(ntype):
             raise SnapshotError(f"feature {name!r}: {matrix.shape[0]} rows for {self.snapshot.num_nodes(ntype)} {ntype} nodes")
         self.root.mkdir(parents=True, exist_ok=True)
-        np.save(self.root / f"{name}.npy", matrix)
+        # a new file renamed into place, never the old one rewritten: a memory map of it stays valid
+        tmp = self.root / f".{name}.npy.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(matrix), allow_pickle=False)
+            os.replace(tmp, self.root / f"{name}.npy")
+        finally:
+            tmp.unlink(missing_ok=True)
         self._register(name, ntype, matrix.shape, matrix.dtype, meta)
 
     def _register(self, name: str, ntype: str, shape: Sequence[int], dtype: Any, meta: dict[str, Any]) -> None:

@@ -139,7 +139,8 @@ def test_chunked_tfidf_fit_equals_fit_transform() -> None:
 
 @pytest.mark.neo4j
 def test_chunked_model_and_streamed_prediction_equal_the_in_memory_ones(exported: Path) -> None:
-    need("torch", "torch_geometric", "sklearn")
+    need("torch_geometric")
+    need("sklearn")
     from gnn.completion import CompletionPredictor, load_predictions
 
     rng = np.random.default_rng(0)
@@ -176,15 +177,16 @@ def test_chunked_model_and_streamed_prediction_equal_the_in_memory_ones(exported
 
 # -- memory ----------------------------------------------------------------------------------------------------
 def _synthetic_snapshot(root: Path, n: int, seed: int = 0) -> Path:
-    """A snapshot of ``n`` products with titles and descriptions (words drawn from a 3,000-word vocabulary)."""
+    """A snapshot of ``n`` products with titles and descriptions (words drawn from a 400-word vocabulary: a
+    catalog repeats its phrases, so its rows, not its vocabulary, grow with it)."""
     rng = np.random.default_rng(seed)
-    words = np.array([f"w{i}" for i in range(3000)])
+    words = np.array([f"w{i}" for i in range(400)])
     (root / "nodes").mkdir(parents=True)
     (root / "edges").mkdir()
     with open(root / "nodes" / "product.jsonl", "w", encoding="utf-8") as fh:
         for i in range(n):
-            t = " ".join(words[rng.integers(0, 3000, 8)])
-            d = " ".join(words[rng.integers(0, 3000, 40)])
+            t = " ".join(words[rng.integers(0, 400, 6)])
+            d = " ".join(words[rng.integers(0, 400, 30)])
             fh.write(json.dumps({"key": f"p{i:07d}", "title": t, "description": d, "props": {}}) + "\n")
     for t in NODE_TYPES[1:]:
         (root / "nodes" / f"{t}.jsonl").write_text("", encoding="utf-8")
@@ -234,8 +236,8 @@ def test_chunked_stages_take_a_fraction_of_the_in_memory_memory(tmp_path: Path) 
     Xb, peak_b = _peak(chunked)
     assert Xa.shape == Xb.shape and Xa.nnz == Xb.nnz
     assert np.array_equal(Xa.indices[:1000], np.asarray(Xb.indices[:1000]))
-    # (the vocabulary of every n-gram seen is held by both; the rows are not)
-    assert peak_b < 0.6 * peak_a, (peak_b, peak_a)
+    # (the vocabulary of every n-gram seen is held by both; the rows only by the in-memory path)
+    assert peak_b < 0.5 * peak_a, (peak_b, peak_a)
     # streaming the texts to an encoder chunk by chunk holds one chunk of texts, not all of them
     _, peak_texts_all = _peak(lambda: len(mapped.texts("product")))
     _, peak_texts_chunks = _peak(lambda: sum(len(p) for p in chunks(mapped.iter_texts("product"), 4096)))
