@@ -306,6 +306,7 @@ cli.add_command(_review_group)
 from .cli_model import predict_cmd as _predict_cmd, train_cmd as _train_cmd
 cli.add_command(_train_cmd)
 cli.add_command(_predict_cmd)
+from .cli_extract import extract_group as _extract_group; cli.add_command(_extract_group)  # noqa: E702
 
 
 def main() -> None:

@@ -66,9 +66,13 @@ def print_top(res: CompletionResult, n: int = 5, *, spread: bool = False) -> Non
             if mu.get("text_features"):
                 c.console.print("  text features it used: " + ", ".join(f"{f} ({w:+.2f})" for f, w in mu["text_features"]),
                                 markup=False, highlight=False)
+        if p.evidence:
+            e = p.evidence
+            c.console.print(f"  extracted{' (new to the graph)' if p.new else ''}: {e['field']}[{e['start']}:{e['end']}] "
+                            f"{e['text']!r}, confidence {e['confidence']}", markup=False, highlight=False)
         if p.text_evidence:
             c.console.print(f"  text: {p.text_evidence}", markup=False, highlight=False)
-        s = p.support
+        s = p.support or {}
         if s.get("category"):
             c.console.print(f"  {s['with_value_in_category']} of {s['category_products']} products in {s['category']} "
                             f"carry it", markup=False, highlight=False)
@@ -96,13 +100,19 @@ def print_top(res: CompletionResult, n: int = 5, *, spread: bool = False) -> Non
 @click.option("--dry-run", is_flag=True, help="do everything but write to the graph (report still written)")
 @click.option("--every", default=None, help="run again every interval (6h, 30m, 1d) until stopped")
 @click.option("--top", "top_n", type=int, default=5, show_default=True, help="print this many top predictions")
+@click.option("--extractor", default=None, metavar="PATH",
+              help="a saved extractor (extract.load): spans of titles and descriptions join the candidates, and "
+                   "values new to the graph are proposed for review (config key `extractor`)")
+@click.option("--accept-new-values", is_flag=True, default=None,
+              help="let a new value be accepted without review when rules and threshold allow (default: review)")
 def complete_cmd(config_file: str | None, model: str | None, model_policy: str | None, rules: tuple[str, ...],
                  encoder: str | None, threads: int | None, work_dir: str | None, full: bool, dry_run: bool,
-                 every: str | None, top_n: int) -> None:
+                 every: str | None, top_n: int, extractor: str | None, accept_new_values: bool | None) -> None:
     """Predict missing attributes, validate them with the rules, write them back with explanations."""
     c = _cli()
     cfg = CompletionConfig.load(config_file, model=model, model_policy=model_policy, rules=list(rules) or None,
-                                encoder=encoder, threads=threads, work_dir=work_dir)
+                                encoder=encoder, threads=threads, work_dir=work_dir, extractor=extractor,
+                                accept_new_values=accept_new_values or None)
 
     def say(msg: str) -> None:
         if sys.stderr.isatty() or msg.startswith("["):
@@ -188,7 +198,9 @@ def runs_rollback(run_id: str, yes: bool) -> None:
         res = rollback(g, run_id)
     c.print_table(["", ""], [("run", res.run_id), ("predictions removed", res.deleted),
                              ("earlier predictions current again", res.restored),
-                             ("earlier predictions now superseded by a later run", res.reassigned)], title="rollback")
+                             ("earlier predictions now superseded by a later run", res.reassigned),
+                             ("proposed values it created, removed", res.proposals_deleted),
+                             ("aliases it recorded, removed", res.aliases_deleted)], title="rollback")
 
 
 @runs.command("unlock")
@@ -235,7 +247,9 @@ _note = click.option("--note", default=None, help="why (stored with the decision
 @_by
 @_note
 def review_accept(product: str, attribute: str, value: str | None, by: str | None, note: str | None) -> None:
-    """Make the product's current prediction for ATTRIBUTE (or VALUE's) an asserted fact (source 'review')."""
+    """Make the product's current prediction for ATTRIBUTE (or VALUE's) an asserted fact (source 'review').
+
+    A value new to the graph (proposed by extraction) becomes an asserted value (status accepted)."""
     _review("accept", product, attribute, value, by, note)
 
 

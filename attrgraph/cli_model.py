@@ -80,12 +80,17 @@ def _ensure_text_features(snap: Any, encoder: str, say: Any) -> None:
               "each block at most its 95%% lower bound + 0.02 (conservative)")
 @click.option("--target-precision", type=float, default=0.98, show_default=True,
               help="per-attribute abstention thresholds are chosen to reach this precision on held-out facts")
-@click.option("--threads", type=int, default=2, show_default=True, help="torch CPU threads")
+@click.option("--threads", type=int, default=2, show_default=True,
+              help="torch CPU threads (with several ranks: the usable cores divided by the ranks on a host)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--nproc", type=int, default=1, show_default=True,
+              help="data-parallel ranks on this host (gnn, kge), started by torch's elastic launcher; under "
+                   "torchrun / Slurm / Ray Train the launcher's ranks are used instead")
 def train_cmd(snap_dir: str | None, model_name: str, options: tuple[str, ...], options_file: str | None,
               out_dir: str | None, encoder: str, valid_share: float, calibration: str, target_precision: float,
-              threads: int, seed: int) -> None:
+              threads: int, seed: int, nproc: int) -> None:
     """Train a completion model on a snapshot, calibrate it on held-out facts, and save it."""
+    from gnn import distributed
     from gnn.completion import CompletionPredictor
     from gnn.snapshot import load_snapshot
 
@@ -93,20 +98,61 @@ def train_cmd(snap_dir: str | None, model_name: str, options: tuple[str, ...], o
 
     c = _cli()
     kw = _parse_options(options, options_file)
+    launched = distributed.in_launched_rank()
+    if (nproc > 1 or launched) and model_name not in ("gnn", "kge"):
+        raise click.UsageError(f"distributed training (--nproc, torchrun) is for --model gnn or kge, not {model_name!r}")
+    if nproc < 1:
+        raise click.BadParameter(f"must be at least 1, got {nproc}", param_hint="--nproc")
     if model_name == "gnn":
         kw.setdefault("threads", threads)
         kw.setdefault("seed", seed)
     elif model_name == "kge":
         kw.setdefault("threads", threads)
-    snap = load_snapshot(snap_dir or default_snapshot_dir())
-    if model_name == "gnn" and kw.get("text_feature", "text"):
+    snap_path = Path(snap_dir) if snap_dir else default_snapshot_dir()
+    if nproc > 1 and not launched:
+        # the text features first, once, then N ranks of this same command (each loads the snapshot)
+        snap = load_snapshot(snap_path)
+        if model_name == "gnn" and kw.get("text_feature", "text"):
+            _ensure_text_features(snap, encoder, c.console.print)
+        args = ["train", "--snapshot", str(snap_path), "--model", model_name, "--encoder", encoder,
+                "--valid-share", repr(valid_share), "--calibration", calibration,
+                "--target-precision", repr(target_precision), "--threads", str(threads), "--seed", str(seed)]
+        if options_file:
+            args += ["--options-file", options_file]
+        for o in options:
+            args += ["--option", o]
+        if out_dir:
+            args += ["--out", out_dir]
+        c.console.print(f"training on {nproc} ranks (torch.distributed.run, gloo; "
+                        f"{distributed.threads_per_rank(nproc)} thread(s) per rank)", markup=False, highlight=False)
+        distributed.launch(args, nproc)
+        return
+    ctx = distributed.init() if launched else None
+    if ctx is not None:
+        kw["threads"] = ctx.threads
+        if ctx.local_rank == 0:  # one rank per host computes missing text features; the others wait
+            snap = load_snapshot(snap_path)
+            if model_name == "gnn" and kw.get("text_feature", "text"):
+                _ensure_text_features(snap, encoder, c.console.print)
+        ctx.barrier()
+    snap = load_snapshot(snap_path)
+    if ctx is None and model_name == "gnn" and kw.get("text_feature", "text"):
         _ensure_text_features(snap, encoder, c.console.print)
     t0 = time.perf_counter()
+    say = (lambda m: c.console.print(m, markup=False, highlight=False)) if ctx is None or ctx.is_main else None
     pred = CompletionPredictor.fit(snap, model=model_name, model_kwargs=kw, valid_share=valid_share, seed=seed,
-                                   calibration=calibration, target_precision=target_precision,
-                                   progress=lambda m: c.console.print(m, markup=False, highlight=False))
+                                   calibration=calibration, target_precision=target_precision, progress=say,
+                                   dist=ctx)
+    # (a rank that fails exits non-zero; the launcher then stops the others: no collective after an error)
+    if ctx is not None and not ctx.is_main:
+        ctx.barrier()  # until rank 0 has saved
+        ctx.close()
+        return
     secs = time.perf_counter() - t0
     out = pred.save(Path(out_dir) if out_dir else default_model_dir())
+    if ctx is not None:
+        ctx.barrier()
+        ctx.close()
     v = pred.validation
     rows = [("model", model_name), ("snapshot", f"{snap.path} ({snap.fingerprint[:12]})"),
             ("train pairs", len(pred.split.pairs("train"))), ("held-out pairs", len(pred.split.pairs("valid"))),
@@ -114,6 +160,8 @@ def train_cmd(snap_dir: str | None, model_name: str, options: tuple[str, ...], o
             ("held-out precision at threshold (cross-fitted)", v.get("precision_at_threshold")),
             ("held-out coverage at threshold (cross-fitted)", v.get("coverage_at_threshold")), ("epochs run", getattr(pred.model, "epochs_run", "—")),
             ("seconds", round(secs, 1)), ("saved to", str(out))]
+    if ctx is not None:
+        rows.insert(-2, ("ranks", f"{ctx.world_size} ({ctx.backend}, {ctx.threads} thread(s) each)"))
     c.print_table(["", ""], [(k, f"{x:.4f}" if isinstance(x, float) else x) for k, x in rows], title="trained")
 
 
@@ -132,9 +180,12 @@ def train_cmd(snap_dir: str | None, model_name: str, options: tuple[str, ...], o
               help="rank every missing slot of the named products/attributes, applicable or not (the default when "
                    "both --product and --attribute are given: a slot asked for by name always gets an answer)")
 @click.option("--show", type=int, default=10, show_default=True, help="rows of the printed sample")
+@click.option("--extractor", default=None, metavar="PATH",
+              help="a saved extractor (extract.load): its spans join the candidates, values new to the graph "
+                   "marked \"new\": true, each with its evidence (field, start, end, text)")
 def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | None, top_k: int,
                 attributes: tuple[str, ...], products: tuple[str, ...], confident_only: bool, all_slots: bool,
-                show: int) -> None:
+                show: int, extractor: str | None) -> None:
     """Rank the candidate values of every missing applicable attribute, with calibrated probabilities.
 
     A slot named by both --product and --attribute is ranked even where the attribute is not deemed
@@ -169,13 +220,23 @@ def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | Non
         raise click.UsageError("--all-slots needs --product or --attribute (every attribute of every product is too many)")
     scope = "all" if all_slots or (products and attributes) else "applicable"
     cand = pred.predict(snap, products=ids, top_k=top_k, attributes=list(attributes) or None, scope=scope)
+    slots = list(cand.slots(snap))
+    n_new = 0
+    if extractor:
+        from .openworld import extract_spans, jsonable, load_extractor, product_texts, with_spans
+
+        spans = extract_spans(load_extractor(extractor), product_texts(snap, np.unique(cand.product)),
+                              sorted({s["attribute"] for s in slots}))
+        slots = [{**s, "candidates": [jsonable(x) for x in s["candidates"]]} for s in with_spans(slots, spans)]
+        n_new = sum(1 for s in slots for x in s["candidates"] if x.get("new"))
     secs = time.perf_counter() - t0
     n = n_conf = 0
     sample: list[dict[str, Any]] = []
     fh = open(out_file, "w", encoding="utf-8") if out_file else None
     try:
-        for slot in cand.slots(snap):
-            confident = slot["candidates"][0]["p"] >= slot["threshold"]
+        for slot in slots:
+            # an extracted candidate's probability is the extractor's: the model's threshold does not apply to it
+            confident = slot["candidates"][0]["p"] >= slot["threshold"] and "evidence" not in slot["candidates"][0]
             n_conf += confident
             if confident_only and not confident:
                 continue
@@ -195,5 +256,6 @@ def predict_cmd(snap_dir: str | None, model_dir: str | None, out_file: str | Non
                   title="predictions (sample)")
     c.console.print(f"{len(cand)} missing {'' if scope == 'all' else 'applicable '}slots of {len(np.unique(cand.product))} products scored in "
                     f"{secs:.1f} s; {n_conf} reach their attribute's threshold (target precision "
-                    f"{pred.abstention.target:g})" + (f"; {n} written to {out_file}" if out_file else ""),
+                    f"{pred.abstention.target:g})" + (f"; {n} written to {out_file}" if out_file else "")
+                    + (f"; {n_new} extracted candidates new to the graph" if extractor else ""),
                     markup=False, highlight=False)

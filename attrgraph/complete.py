@@ -60,7 +60,7 @@ from graph.settings import attrgraph_home, private_dir
 Progress = Callable[[str], None]
 
 MODEL_POLICIES = ("auto", "reuse", "retrain")
-STAGES = ("lock", "snapshot", "plan", "features", "model", "predict", "validate", "explain", "write", "report")
+STAGES = ("lock", "snapshot", "plan", "features", "model", "predict", "extract", "validate", "explain", "write", "report")
 
 
 class CompleteError(Exception):
@@ -101,6 +101,11 @@ class CompletionConfig:
     rules: list[str] = field(default_factory=list)  # rule files or shipped names, e.g. [myntra]
     default_rules: bool = True
     attributes: list[str] | None = None  # only these attributes (None: all)
+    # open world: an extractor (``extract.load(path)``) adds spans of the product texts as candidates;
+    # a value new to the graph is proposed (graph.proposals) and goes to review unless accept_new_values
+    extractor: str | None = None
+    extract_top_k: int = 1  # spans per (product, attribute)
+    accept_new_values: bool = False
     # explanations
     evidence_neighbours: int = 3
     # incremental
@@ -140,7 +145,11 @@ class CompletionConfig:
                 raise bad(k, f"must be a number in [{lo}, {hi}]")
         if not 0 < self.valid_share < 1:
             raise bad("valid_share", "must be in (0, 1)")
-        for k in ("top_k", "batch_size", "min_products", "neighbour_max_degree"):
+        if self.extractor is not None and (not isinstance(self.extractor, str) or not self.extractor.strip()):
+            raise bad("extractor", "must be the path of a saved extractor (or null)")
+        if not isinstance(self.accept_new_values, bool):
+            raise bad("accept_new_values", "must be true or false")
+        for k in ("top_k", "batch_size", "min_products", "neighbour_max_degree", "extract_top_k"):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise bad(k, "must be a positive integer")
@@ -239,6 +248,8 @@ class WrittenPrediction:
     support: dict[str, Any]
     text_evidence: str | None
     model_used: dict[str, Any] | None = None  # the model's own account of its score (model_explanations)
+    new: bool = False  # a value the graph does not hold yet, extracted from the product's text (a proposal)
+    evidence: dict[str, Any] | None = None  # the extracted span: field, start, end, text, confidence, model
 
 
 @dataclass
@@ -308,7 +319,8 @@ def catalog_from_snapshot(snap: Any) -> kb.Catalog:
     for i, p in enumerate(prods):
         cat = cats[leaf[i]]["key"] if leaf[i] >= 0 else None
         br = brands[pbrand[i]] if pbrand[i] >= 0 else None
-        b.add_product(p["key"], cat, br["key"] if br else None, (br.get("name") or br["key"]) if br else None)
+        b.add_product(p["key"], cat, br["key"] if br else None, (br.get("name") or br["key"]) if br else None,
+                      title=p.get("title") or "")
     vals = snap.nodes["value"]
     hv = snap.edges["has_value"]
     for pi, vi in zip(hv[0].tolist(), hv[1].tolist()):
@@ -580,6 +592,8 @@ class Judgement:
     counts: Counter
     verdicts: Any  # kb.Verdicts
     candidate_counts: dict[str, int]
+    # extracted candidates new to the graph that a rule rejected: product, attribute, value, evidence, reasons
+    rejected_new: list[dict[str, Any]] = field(default_factory=list)
 
 
 def judge_slots(slots: list[dict[str, Any]], ctx: kb.Context, cfg: CompletionConfig,
@@ -600,9 +614,17 @@ def judge_slots(slots: list[dict[str, Any]], ctx: kb.Context, cfg: CompletionCon
     verdicts = kb.validate(preds, ctx)
     status = verdicts.status
     chosen: list[Chosen] = []
+    rejected_new: list[dict[str, Any]] = []
     row = 0
     for s in kept_slots:
         n = len(s["candidates"])
+        for j, c in enumerate(s["candidates"]):
+            if c.get("new") and status[row + j] == 2:
+                counts["new_rejected"] += 1
+                rejected_new.append({"product": s["product"], "attribute": s["attribute"], "value": c["value"],
+                                     "p": round(float(c["p"]), 4), "evidence": c.get("evidence"),
+                                     "reasons": [{"rule": r.rule, "message": r.message}
+                                                 for r in verdicts.reasons(row + j) if r.severity == "reject"]})
         # from_ranked re-sorts by score: candidates are already best first, so rows follow them
         pick = None
         for j in range(n):
@@ -642,11 +664,15 @@ def judge_slots(slots: list[dict[str, Any]], ctx: kb.Context, cfg: CompletionCon
             counts["abstained"] += 1
             row += n
             continue
+        if c.get("new") and verdict == "accept" and not cfg.accept_new_values:
+            verdict = "needs_review"
+            viol.append("a value new to the graph, extracted from the product's text: new values go to review "
+                        "(accept_new_values: false)")
         counts[verdict] += 1
         chosen.append(Chosen(s, c, rank, verdict, viol, i))
         row += n
     cc = verdicts.counts() if len(preds) else {"accept": 0, "needs_review": 0, "reject": 0}
-    return Judgement(chosen, counts, verdicts, cc)
+    return Judgement(chosen, counts, verdicts, cc, rejected_new)
 
 
 def rules_passed(ctx: kb.Context, verdicts: Any, rows: Sequence[int], attributes: Sequence[str]) -> list[list[str]]:
@@ -1012,13 +1038,26 @@ class _Run:
             cands = pred.predict(snap, products=plan.products, top_k=cfg.top_k, attributes=attrs)
             slots = list(cands.slots(snap))
             counts["slots"] = len(cands)
-            counts["candidates"] = sum(len(s["candidates"]) for s in slots)
+        spans: dict[tuple[str, str], list[Any]] = {}
+        if cfg.extractor:
+            with st("extract"):
+                from .openworld import extract_spans, load_extractor, product_texts, with_spans
+
+                extractor = load_extractor(cfg.extractor)
+                spans = extract_spans(extractor, product_texts(snap, plan.products),
+                                      sorted({s["attribute"] for s in slots}), top_k=cfg.extract_top_k)
+                slots = with_spans(slots, spans)
+                counts["spans"] = sum(len(v) for v in spans.values())
+                counts["new_candidates"] = sum(1 for s in slots for c in s["candidates"] if c.get("new"))
+        counts["candidates"] = sum(len(s["candidates"]) for s in slots)
         with st("validate"):
             ctx = kb.Context(catalog_from_snapshot(snap),
                              kb.load_rules(*(["default"] if cfg.default_rules else []), *cfg.rules))
             jd = judge_slots(slots, ctx, cfg, rejected)
             counts.update({k: jd.counts.get(k, 0) for k in ("accept", "needs_review", "rejected", "abstained",
                                                               "review_rejected")})
+            if cfg.extractor:
+                counts["new_rejected"] = jd.counts.get("new_rejected", 0)
             counts["accepted"] = counts.pop("accept")
         with st("explain"):
             rows, written_preds = self._explain(snap, ctx, jd, pred)
@@ -1031,6 +1070,15 @@ class _Run:
             with st("write"):
                 if hb is not None and hb.lost:
                     raise runs_db.LockLost(f"run {self.run_id} lost the completion lock before writing")
+                from .openworld import proposals_of
+
+                props, aliases = proposals_of(jd.chosen, spans)
+                if props or aliases:
+                    from graph.proposals import write_proposals
+
+                    pw = write_proposals(self.client, self.run_id, props, aliases, batch_size=cfg.batch_size)
+                    counts["proposed"], counts["aliases"] = pw.proposed, pw.aliases
+                    say(f"proposals: {pw.proposed} new values ({pw.created} created), {pw.aliases} aliases")
                 # staged (shown to no reader) in batches, then shown all at once when the run commits
                 res = wb.write_predictions(self.client, self.run_id, rows, model=cfg.model, model_version=model_version,
                                            batch_size=cfg.batch_size,
@@ -1084,10 +1132,15 @@ class _Run:
         for c in jd.chosen:
             p = pidx[c.slot["product"]]
             a = c.slot["attribute"]
-            node = bidx[c.cand["norm"]] if a == wb.BRAND else vidx[(a, c.cand["norm"])]
+            # -1: a value new to the graph (extracted): no node, no holders, nothing the model scored
+            node = bidx.get(c.cand["norm"], -1) if a == wb.BRAND else vidx.get((a, c.cand["norm"]), -1)
             items.append((p, a, node))
-        nbs = ex.neighbours(items)
-        used = model_explanations(pred, snap, items)
+        known = [i for i, it in enumerate(items) if it[2] >= 0]
+        nbs: list[Any] = [([], {"with_value": 0, "with_value_in_category": 0})] * len(items)
+        used: list[Any] = [None] * len(items)
+        for i, nb, mu in zip(known, ex.neighbours([items[i] for i in known]),
+                             model_explanations(pred, snap, [items[i] for i in known])):
+            nbs[i], used[i] = nb, mu
         passed = rules_passed(ctx, jd.verdicts, [c.row for c in jd.chosen], [c.slot["attribute"] for c in jd.chosen])
         cats = snap.nodes["category"]
         rows, out = [], []
@@ -1096,7 +1149,13 @@ class _Run:
         leaf = leaf_categories(snap)
         for c, (p, a, node), (nb, support), rp, mu in zip(jd.chosen, items, nbs, passed, used):
             forms = [c.cand["value"], c.cand["norm"]]
-            text = ex.text_evidence(p, dict.fromkeys(forms))
+            ev = c.cand.get("evidence")
+            if ev is None:
+                text = ex.text_evidence(p, dict.fromkeys(forms))
+            else:
+                from .openworld import span_context
+
+                text = span_context(snap.nodes["product"][p], ev)
             th = c.slot["threshold"]
             expl = {"value": c.cand["value"], "p": round(c.cand["p"], 4), "rank": c.rank,
                     "threshold": th if np.isfinite(th) else None, "verdict": c.verdict,
@@ -1105,15 +1164,21 @@ class _Run:
                     # examples of products carrying the value, not what the model read
                     "model_used": mu, "neighbours": nb, "neighbours_are": "examples", "support": support,
                     "rules_passed": rp, "violations": c.violations, "text_evidence": text, "model": cfg.model}
+            extra = None
+            if ev is not None:
+                from .openworld import span_evidence
+
+                expl.update(new=bool(c.cand.get("new")), evidence=ev, alias=c.cand.get("alias"))
+                extra = {"new": bool(c.cand.get("new")), **span_evidence(c.slot["product"], ev).edge_props()}
             rec = snap.nodes["product"][p]
             rows.append(wb.PredictionRow(c.slot["product"], a, c.cand["norm"], c.cand["p"], c.rank, c.verdict,
                                          th if np.isfinite(th) else None, tuple(rp), tuple(c.violations),
                                          tuple(n["id"] for n in nb), text,
-                                         json.dumps(expl, ensure_ascii=False, default=str)))
+                                         json.dumps(expl, ensure_ascii=False, default=str), extra))
             out.append(WrittenPrediction(c.slot["product"], rec.get("title"), cats[leaf[p]]["key"] if leaf[p] >= 0 else None,
                                          a, c.cand["value"], c.cand["norm"], float(c.cand["p"]), c.rank,
                                          th if np.isfinite(th) else None, c.verdict, rp, c.violations, nb, support, text,
-                                         mu))
+                                         mu, bool(c.cand.get("new")), ev))
         return rows, out
 
     def _metrics(self, pred: Any, mc: ModelChoice, jd: Judgement, written: list[WrittenPrediction]) -> dict[str, Any]:
@@ -1136,6 +1201,8 @@ class _Run:
                 m["valid_pooled_accepted"] = int(pool.sum())  # by the shared threshold of the rare attributes
                 m["valid_pooled_precision_at_threshold"] = float(ok[pool].mean()) if pool.any() else None
         acc = [w.p for w in written if w.verdict == "accept"]
+        if jd.rejected_new:  # why each rejected new value was rejected (the first 200)
+            m["new_values_rejected"] = jd.rejected_new[:200]
         m["accepted_mean_p"] = float(np.mean(acc)) if acc else None
         m["expected_correct_accepted"] = float(np.sum(acc)) if acc else 0.0
         return m

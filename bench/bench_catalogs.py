@@ -404,6 +404,7 @@ def run_catalog(snap: Any, catalog: str, *, splits: Sequence[str], methods: Sequ
                 "peak_rss_mb": rss.mb, "max_rss_mb": max_rss_mb(),
                 "epochs_run": r["epochs_run"], "best_epoch": r["best_epoch"], "config": r["config"],
                 "prior_seconds": r.get("prior_seconds"), "prior_methods": r.get("prior_methods"),
+                "selection": r.get("selection"),
                 "test_ece_by_calibration": {k: _f(v) for k, v in r["ece_by_calibration"].items()},
                 # the 12 attributes with the most test pairs (and @brand)
                 "per_attribute": {k: {"pairs": v["pairs"], "hits@1": _f(v["hits@1"]), "mrr": _f(v["mrr"])}

@@ -65,6 +65,9 @@ GNN_VARIANTS: dict[str, dict[str, Any]] = {
     "gnn-nochars": {"title_char_ngrams": None},  # the GNN without the title's character n-grams (word n-grams only)
     "gnn-nomentions": {"mentions": False},  # the GNN without mentions (candidates named in the product's text)
     "gnn-noembed": {"text_feature": None},  # the GNN without the text encoder's embeddings (TF-IDF, prior, mentions kept)
+    "gnn-noprior": {"text_prior": False},  # the GNN without the cross-fitted TF-IDF prior (gnn.prior)
+    "gnn-notexthead": {"text_head": False},  # the GNN without its text head (graph head or prior per attribute)
+    "gnn-desc2000": {"description_chars": 2000},  # TF-IDF and prior read 2,000 description characters, not 300
 }
 
 
@@ -152,9 +155,21 @@ def fit_and_grade(name: str, snap: Any, split: Any, *, in_text: Any, threads: in
         "temperature": getattr(cal_used, "temperature", None) if calibration == "temperature" else None,
         "abstention_thresholds": {split.attribute_names[a]: v for a, v in sorted(abst.thresholds.items())},
         "per_attribute": m_test["per_attribute"],
+        "selection": _selection_counts(getattr(model, "selection", None)),
     }
     v = evaluate(s_valid, per_attribute=False, **kw) if grade_valid else None
     return MethodResult(name, model, record, c_test.top1(), v)
+
+
+def _selection_counts(selection: Any) -> dict[str, Any] | None:
+    """What ``select_by_valid`` chose (graph head, text head or prior alone), by attribute and by valid pair."""
+    if not selection:
+        return None
+    out: dict[str, Any] = {"attributes": {}, "valid_pairs": {}}
+    for s in selection.values():
+        out["attributes"][s["use"]] = out["attributes"].get(s["use"], 0) + 1
+        out["valid_pairs"][s["use"]] = out["valid_pairs"].get(s["use"], 0) + int(s["valid_pairs"])
+    return out
 
 
 def _method_counts(prior: Any) -> dict[str, int] | None:

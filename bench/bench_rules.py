@@ -2,7 +2,14 @@
 
     python bench/bench_rules.py [--catalogs myntra,bigbasket,taobao] [--per-kind 200] [--clean 2000]
                                 [--seed 0] [--model tfidf] [--threads 1] [--category-level 2]
-                                [--max-products N] [--no-model] [--no-save]
+                                [--clean-from test|valid] [--audit-seed N] [--paths predictions,audit]
+                                [--mining key=value,...] [--max-products N] [--no-model] [--no-save]
+
+Decide on validation, report on test: thresholds (``kb/rules/default.yaml``, ``kb.MiningConfig``) are chosen
+with ``--clean-from valid --audit-seed 1`` (the predictions path hides the valid pairs and shows the train
+facts only; the audit path corrupts and samples with seed 1); the recorded figures use the defaults
+(``--clean-from test --audit-seed 0``). ``settings`` in each record says which; ``bench/trust_tables.py``
+renders the latest of each kind.
 
 No database: each shared catalog is read through its shipped mapping (``bench/_catalog.py``) and turned
 into the snapshot ``attrgraph snapshot`` would export (``write_snapshot``); a seeded protocol split
@@ -14,10 +21,11 @@ thresholds) from the catalog being judged against.
 
 Two paths, as the rule layer meets them:
 
-* **predictions** -- the catalog is the visible facts (train + valid; test and cold hidden): the hidden
-  pairs are the missing slots a completion run predicts. Injected candidates and clean ones are
+* **predictions** -- the catalog is the visible facts (train + valid; test and cold hidden; with
+  ``--clean-from valid``: train only, the valid pairs hidden): the hidden pairs are the missing slots a
+  completion run predicts. Injected candidates and clean ones are
   ``kb.Predictions`` rows (product, attribute, value key) judged by ``kb.validate`` against it. Clean: the
-  true value of ``--clean`` random test pairs (correct predictions), and, per kind, the true value of the
+  true value of ``--clean`` random test (valid) pairs (correct predictions), and, per kind, the true value of the
   very slots the injected rows were put in ("same slots").
 * **audit** -- the full catalog with the corruptions written into it (at most one per product);
   its facts and brands are judged as ``kb.audit`` judges them (each against the rest of the catalog),
@@ -35,7 +43,8 @@ reason when it has none, e.g. no numeric attribute):
 * ``numeric_huge`` / ``numeric_negative`` / ``numeric_unit`` -- on a numeric attribute (20+ facts, half of them
   measures or plain numbers, or named by a declared numeric rule): the typical value times 10^6, its
   negative, or the number in a wrong unit (cm -> kg, g -> m, ...), spelled and normalised as ingest would;
-* ``implication`` -- a mined implication broken (confidence >= 0.95 by the mining thresholds): the product
+* ``implication`` -- a mined implication broken (mined with the thresholds of the rules in force, so the
+  kind says that a broken mined rule is caught, not how many true implications the thresholds keep): the product
   meets its condition (its category, or an asserted value) and gets another known value of the implied
   attribute (drawn by frequency among that category's facts);
 * ``duplicate`` -- a second, different value (seen in the product's category) for an attribute that 99%+ of
@@ -48,7 +57,7 @@ share of clean rows it fires on; overall recall on injected values and the share
 checked against the issue's targets (recall >= 0.95, <= 1% of correct predictions blocked).
 
 Real errors: the ``tfidf`` baseline (``gnn.baselines``; ``--model majority`` for a cheaper one) fitted on
-the train facts; its top-1 value of every test pair is judged against the visible catalog: the share of
+the train facts; its top-1 value of every test (valid) pair is judged against the visible catalog: the share of
 wrong top-1 values caught, and of right ones blocked.
 
 Prints the tables and appends one JSON record to ``bench/results/rules.jsonl``.
@@ -90,7 +99,7 @@ NUMERIC_KINDS = ("numeric_huge", "numeric_negative", "numeric_unit")
 # the rule types designed to catch each kind (a rule's recall is over the kinds its type is designed for)
 DESIGNED: dict[str, tuple[str, ...]] = {
     "foreign_attribute": ("domain",),
-    "foreign_category": ("implication", "exclusion"),
+    "foreign_category": ("category_value", "implication", "exclusion"),
     "brand_category": ("brand_category",),
     "numeric_huge": ("numeric",), "numeric_negative": ("numeric",), "numeric_unit": ("numeric",),
     "implication": ("implication", "exclusion"),
@@ -99,6 +108,7 @@ DESIGNED: dict[str, tuple[str, ...]] = {
 WRONG_UNIT = {"cm": "kg", "g": "m", "ml": "m", "pcs": "kg", None: "kg"}  # a numeric attribute's unit -> a wrong one
 TARGET_RECALL, TARGET_BLOCKED = 0.95, 0.01
 PATHS = ("predictions", "audit")
+HELD = ("test", "valid")  # the predictions path's hidden pairs: test (recorded figures) or valid (decisions)
 CLEAN, SAME_SLOT = "clean", "same_slot"
 
 
@@ -226,9 +236,12 @@ def kb_catalog(snap: Any, edges: dict[str, np.ndarray] | None = None,
     return catalog_of(s)
 
 
+MINING = kb.MiningConfig()  # the thresholds of the mined rules in force (``--mining`` changes them)
+
+
 def rules_for(catalog_name: str, catalog: kb.Catalog) -> tuple[kb.RuleSet, kb.RuleSet, list[kb.MinedImplication]]:
     """(every rule, the mined ones, the mined implications in the mined rule set's order)."""
-    cfg = kb.MiningConfig()
+    cfg = MINING
     _, impls = kb.mine(catalog, cfg)
     mined = kb.mine_rules(catalog, cfg)
     if sum(r.type == "implication" for r in mined) != len(impls):  # the rule set keeps the mining order
@@ -319,7 +332,8 @@ class Injector:
         if kind in NUMERIC_KINDS and not self.numeric:
             return "the catalog has no numeric attribute (20+ facts, half of them measures or plain numbers)"
         if kind == "implication" and not implications:
-            return "no rule was mined (kb.mine_rules needs categories with 30+ products and 20+ supporting ones)"
+            return (f"no rule was mined (kb.mine_rules needs categories with {MINING.min_products}+ products and "
+                    f"{MINING.min_support}+ supporting ones)")
         if kind == "duplicate" and not self.single:
             return "no single-valued attribute (20+ products, 99% of them with one value)"
         return None
@@ -406,13 +420,19 @@ class Injector:
 
 # -- the predictions path ------------------------------------------------------------------------------------
 class PredictionWorld:
-    """The visible catalog of a split (train + valid facts) and its hidden slots (test + cold pairs)."""
+    """The visible catalog of a split and its hidden slots: with ``held="test"`` (the recorded figures) the
+    train + valid facts are visible and the test + cold pairs hidden; with ``held="valid"`` (where thresholds
+    are chosen) only the train facts are visible and the valid pairs are the hidden slots (test and cold
+    facts stay out of sight either way)."""
 
-    def __init__(self, facts: Facts, split: Any):
+    def __init__(self, facts: Facts, split: Any, held: str = "test"):
         from gnn.protocol import visible_edges
 
-        self.f, self.split = facts, split
-        self.edges = visible_edges(facts.snap, split)
+        if held not in HELD:
+            raise ValueError(f"held must be one of {HELD}, got {held!r}")
+        self.f, self.split, self.held = facts, split, held
+        self.visible = ("train", "valid") if held == "test" else ("train",)
+        self.edges = visible_edges(facts.snap, split, keep=self.visible)
         hv = self.edges["has_value"]
         self.vp, self.vv = hv[0].astype(np.int64), hv[1].astype(np.int64)
         order = np.lexsort((self.vv, self.vp))
@@ -421,7 +441,7 @@ class PredictionWorld:
         self.ptr = np.searchsorted(self.vp, np.arange(facts.P + 1))
         hb = self.edges.get("has_brand", np.zeros((2, 0), np.int64))
         self.brand_total = np.bincount(hb[1], minlength=len(facts.brand_keys))
-        self.hidden = split.pairs("test", "cold")
+        self.hidden = split.pairs("test", "cold") if held == "test" else split.pairs("valid")
         self.brand_attr = split.brand_attribute
 
     def asserts(self, products: np.ndarray, v: int) -> np.ndarray:
@@ -513,7 +533,7 @@ def inject_predictions(world: PredictionWorld, inj: Injector, impls: Sequence[kb
                 add(kind, pair_of[(p, a2)], p, f.attr_names[a2], f.v_norm[v], f.v_display[v], rule=impl_ids[i],
                     note=_impl_text(impls[i]))
         elif kind == "duplicate":
-            vis = sp.pairs("train", "valid")
+            vis = sp.pairs(*world.visible)
             counts = sp.indptr[vis + 1] - sp.indptr[vis]
             cand = vis[np.isin(sp.attribute[vis], inj.single) & (counts == 1)]
             for pair in rng.permutation(cand).tolist():
@@ -567,9 +587,10 @@ def _impl_text(r: kb.MinedImplication) -> str:
 
 
 def clean_predictions(world: PredictionWorld, n: int, seed: int) -> list[Item]:
-    """The true value of ``n`` random test pairs, as a correct model would predict it."""
+    """The true value of ``n`` random held-out pairs (``world.held``: test, or valid), as a correct model
+    would predict it."""
     sp = world.split
-    test = sp.pairs("test")
+    test = sp.pairs(world.held)
     rng = np.random.default_rng([seed, 1, 99])
     out = []
     for pair in rng.choice(test, size=min(n, len(test)), replace=False).tolist():
@@ -1002,7 +1023,8 @@ def score(items: Sequence[Item], j: Judged, na: dict[str, str]) -> dict[str, Any
 
 # -- real model errors -------------------------------------------------------------------------------------------
 def real_model(world: PredictionWorld, ctx: kb.Context, model: str, threads: int, seed: int) -> dict[str, Any]:
-    """Top-1 predictions of a baseline on the test pairs, judged: errors caught, correct ones blocked."""
+    """Top-1 predictions of a baseline (fitted on the train facts) on the held-out pairs (``world.held``),
+    judged: errors caught, correct ones blocked."""
     from gnn.baselines import get_baseline
 
     f, sp = world.f, world.split
@@ -1010,7 +1032,7 @@ def real_model(world: PredictionWorld, ctx: kb.Context, model: str, threads: int
     t = time.perf_counter()
     m = get_baseline(model, **kw).fit(f.snap, sp, on=("train",))
     fit_s = time.perf_counter() - t
-    test = sp.pairs("test")
+    test = sp.pairs(world.held)
     t = time.perf_counter()
     top = m.score(test).top1()
     score_s = time.perf_counter() - t
@@ -1030,7 +1052,7 @@ def real_model(world: PredictionWorld, ctx: kb.Context, model: str, threads: int
     err = ~correct
     caught = j.status > 0
     out: dict[str, Any] = {
-        "model": model, "config": m.config(), "pairs": int(len(test)), "hits@1": _share(int(correct.sum()), len(correct)),
+        "model": model, "config": m.config(), "held": world.held, "pairs": int(len(test)), "hits@1": _share(int(correct.sum()), len(correct)),
         "errors": int(err.sum()), "errors_caught": int(caught[err].sum()),
         "errors_caught_share": _share(int(caught[err].sum()), int(err.sum())),
         "errors_rejected": int((j.status[err] == 2).sum()), "errors_review": int((j.status[err] == 1).sum()),
@@ -1094,7 +1116,8 @@ def load_snapshot_of(name: str, work: Path, max_products: int | None, log: Calla
 
 
 def run_catalog(name: str, snap: Any, *, per_kind: int, n_clean: int, seed: int, level: int, model: str | None,
-                threads: int, rounds: int = 10, log: Callable[[str], None] = print) -> dict[str, Any]:
+                threads: int, rounds: int = 10, held: str = "test", audit_seed: int | None = None,
+                paths: Sequence[str] = PATHS, log: Callable[[str], None] = print) -> dict[str, Any]:
     from gnn.protocol import make_split
 
     T: dict[str, float] = {}
@@ -1106,9 +1129,25 @@ def run_catalog(name: str, snap: Any, *, per_kind: int, n_clean: int, seed: int,
         "counts": {t: snap.num_nodes(t) for t in ("product", "brand", "category", "attribute", "value")},
         "facts": int(len(f.fp)), "brand_facts": int((f.pbrand >= 0).sum()), "split": split.summary()}
 
+    audit_seed = seed if audit_seed is None else audit_seed
     # -- the predictions path: the visible catalog, rules mined from it ---------------------------------------
+    if "predictions" in paths:
+        _predictions_path(name, snap, f, split, out, T, rss, per_kind=per_kind, n_clean=n_clean, seed=seed,
+                          level=level, model=model, threads=threads, held=held, log=log)
+    if "audit" in paths:
+        _audit_part(name, snap, f, out, T, rss, per_kind=per_kind, n_clean=n_clean, seed=audit_seed, level=level,
+                    rounds=rounds, log=log)
+    out["rss_mb"] = rss
+    T["total"] = time.perf_counter() - t0
+    out["seconds"] = {k: round(v, 1) for k, v in T.items()}
+    return out
+
+
+def _predictions_path(name: str, snap: Any, f: Facts, split: Any, out: dict[str, Any], T: dict[str, float],
+                      rss: dict[str, float], *, per_kind: int, n_clean: int, seed: int, level: int, model: str | None,
+                      threads: int, held: str, log: Callable[[str], None]) -> None:
     t = time.perf_counter()
-    world = PredictionWorld(f, split)
+    world = PredictionWorld(f, split, held)
     vis_cat = kb_catalog(snap, world.edges)
     vis_rules, vis_mined, vis_impls = rules_for(name, vis_cat)
     T["mine_visible"] = time.perf_counter() - t
@@ -1144,6 +1183,9 @@ def run_catalog(name: str, snap: Any, *, per_kind: int, n_clean: int, seed: int,
     del vis_ctx, vis_cat, j, items
     gc.collect()
 
+
+def _audit_part(name: str, snap: Any, f: Facts, out: dict[str, Any], T: dict[str, float], rss: dict[str, float], *,
+                per_kind: int, n_clean: int, seed: int, level: int, rounds: int, log: Callable[[str], None]) -> None:
     # -- the audit path: the full catalog, corrupted; rules mined from the clean one ------------------------------
     t = time.perf_counter()
     full_cat = kb_catalog(snap)
@@ -1155,10 +1197,6 @@ def run_catalog(name: str, snap: Any, *, per_kind: int, n_clean: int, seed: int,
     T.update(ta)
     rss["audit"] = _rss_mb()
     log(f"[{name}] audit path: {_brief(out['audit']['overall'])}; RSS {rss['audit']} MB")
-    out["rss_mb"] = rss
-    T["total"] = time.perf_counter() - t0
-    out["seconds"] = {k: round(v, 1) for k, v in T.items()}
-    return out
 
 
 def _rss_mb() -> float:
@@ -1185,13 +1223,17 @@ def report(record: dict[str, Any]) -> str:
     lines: list[str] = []
     st = record["settings"]
     lines.append(f"{record['when']}, commit {record['commit']}; seed {st['seed']}, {st['per_kind']} per kind, "
-                 f"{st['clean']} clean; model {st['model'] or '(none)'}; {record['seconds']} s")
+                 f"{st['clean']} clean; clean rows of the predictions path from the {st.get('clean_from', 'test')} "
+                 f"pairs, audit seed {st.get('audit_seed', st['seed'])}; model {st['model'] or '(none)'}; "
+                 f"{record['seconds']} s")
     for name, c in record["catalogs"].items():
         lines.append("")
         lines.append(f"== {name}: {c['counts']['product']} products, {c['facts']} facts, {c['brand_facts']} brands "
                      f"asserted; rules {c['rules']['default+shipped']} default+shipped + {c['rules']['mined_visible']} "
-                     f"mined (visible) / {c['mined']['rules']} mined (full) ==")
+                     f"mined (visible) / {c.get('mined', {}).get('rules', '—')} mined (full) ==")
         for path in PATHS:
+            if path not in c:
+                continue
             r = c[path]
             lines.append(f"-- {path} path --")
             lines.append(f"{'kind':<18} {'n':>5} {'caught':>6} {'rej':>5} {'rev':>5} {'recall':>7} {'designed':>8} "
@@ -1231,7 +1273,9 @@ def report(record: dict[str, Any]) -> str:
             for lab, d in sorted(m["rules"].items(), key=lambda kv: -(kv[1]["fired_on_errors"] + kv[1]["fired_on_correct"])):
                 lines.append(f"  {lab[:44]:<44} on errors {d['fired_on_errors']:>6} ({_f(d['errors_share'])}), on correct "
                              f"{d['fired_on_correct']:>6} ({_f(d['correct_share'])}), precision {_f(d['precision'])}")
-        mm = c["mined"]
+        mm = c.get("mined")
+        if not mm:
+            continue
         lines.append(f"-- mined rules (full catalog): {mm['rules']} rules = {mm['implications']} implications "
                      f"({mm['category_implications']} category, {mm['value_implications']} value) + applicability over "
                      f"{mm['applicability_categories']} categories --")
@@ -1246,6 +1290,7 @@ def report(record: dict[str, Any]) -> str:
 
 def run(*, catalogs: Sequence[str], per_kind: int = 200, n_clean: int = 2000, seed: int = 0, level: int = 2,
         model: str | None = "tfidf", threads: int = 1, max_products: int | None = None, audit_rounds: int = 10,
+        clean_from: str = "test", audit_seed: int | None = None, paths: Sequence[str] = PATHS, jobs: int = 1,
         results: Path | None = RESULTS, snapshots: dict[str, Any] | None = None,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark; ``snapshots`` (name -> Snapshot) skips reading the catalog files (tests)."""
@@ -1260,21 +1305,32 @@ def run(*, catalogs: Sequence[str], per_kind: int = 200, n_clean: int = 2000, se
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
         "uncommitted_changes": uncommitted_changes(),
         "settings": {"catalogs": list(catalogs), "per_kind": per_kind, "clean": n_clean, "seed": seed,
+                     "clean_from": clean_from, "audit_seed": seed if audit_seed is None else audit_seed,
+                     "paths": list(paths),
                      "split": {"fractions": [0.8, 0.1, 0.1], "cold_share": 0.05, "seed": seed},
                      "category_level": level, "audit_rounds": audit_rounds, "model": model, "threads": threads, "max_products": max_products,
-                     "mining": dataclasses.asdict(kb.MiningConfig()), "targets": {"recall": TARGET_RECALL,
+                     "mining": dataclasses.asdict(MINING), "targets": {"recall": TARGET_RECALL,
                                                                                  "blocked": TARGET_BLOCKED}},
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
                  "load_avg_1m_at_start": round(os.getloadavg()[0], 2)},
         "catalogs": {},
     }
+    record["settings"]["jobs"] = jobs
     work = Path(tempfile.mkdtemp(prefix="attrgraph-bench-rules-"))
+    kw = dict(per_kind=per_kind, n_clean=n_clean, seed=seed, level=level, model=model, threads=threads,
+              rounds=audit_rounds, held=clean_from, audit_seed=audit_seed, paths=paths)
     try:
-        for name in catalogs:
-            snap = snapshots[name] if snapshots and name in snapshots else load_snapshot_of(name, work, max_products, log)
-            record["catalogs"][name] = run_catalog(name, snap, per_kind=per_kind, n_clean=n_clean, seed=seed, level=level,
-                                                   model=model, threads=threads, rounds=audit_rounds, log=log)
-            shutil.rmtree(work / name, ignore_errors=True)
+        if jobs > 1 and len(catalogs) > 1:  # catalogs in parallel processes (each single-threaded)
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork")) as ex:
+                futs = {name: ex.submit(_one_catalog, name, snapshots, work, max_products, kw) for name in catalogs}
+                for name in catalogs:
+                    record["catalogs"][name] = futs[name].result()
+        else:
+            for name in catalogs:
+                record["catalogs"][name] = _one_catalog(name, snapshots, work, max_products, kw, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     record["seconds"] = round(time.perf_counter() - t0, 1)
@@ -1288,8 +1344,32 @@ def run(*, catalogs: Sequence[str], per_kind: int = 200, n_clean: int = 2000, se
     return record
 
 
-def readme_markdown(record: dict[str, Any]) -> str:
-    """The README's rules table (bench/trust_tables.py) from one recorded run."""
+def is_decision_run(record: dict[str, Any]) -> bool:
+    """A run on the validation pairs (``--clean-from valid``), where thresholds are chosen, not reported."""
+    return record.get("settings", {}).get("clean_from", "test") == "valid"
+
+
+def readme_records(records: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(the latest reported run: test pairs, both paths; the latest decision run before it or after it)."""
+    rep = [r for r in records if not is_decision_run(r) and set(r["settings"].get("paths", PATHS)) >= set(PATHS)]
+    dec = [r for r in records if is_decision_run(r) and set(r["settings"].get("paths", PATHS)) >= set(PATHS)]
+    return (rep[-1] if rep else None), (dec[-1] if dec else None)
+
+
+def _one_catalog(name: str, snapshots: dict[str, Any] | None, work: Path, max_products: int | None,
+                 kw: dict[str, Any], log: Callable[[str], None] = print) -> dict[str, Any]:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(kw["threads"])
+    snap = snapshots[name] if snapshots and name in snapshots else load_snapshot_of(name, work, max_products, log)
+    out = run_catalog(name, snap, log=log, **kw)
+    shutil.rmtree(work / name, ignore_errors=True)
+    return out
+
+
+def readme_markdown(record: dict[str, Any], decided_on: dict[str, Any] | None = None) -> str:
+    """The README's rules table (bench/trust_tables.py) from one recorded run (and, with ``decided_on``, the
+    validation run its thresholds were chosen on)."""
     from bench.catalogs_table import _table
 
     def n(x: Any, nd: int = 3) -> str:
@@ -1317,14 +1397,35 @@ def readme_markdown(record: dict[str, Any]) -> str:
             row.append(f"{n(kp.get('recall'))} / {n(ka.get('recall'))}" if ok else "n/a")
         kinds_rows.append(row)
     st = record["settings"]
+    decided = ""
+    if decided_on is not None:
+        ds = decided_on["settings"]
+        drows = []
+        for name, c in decided_on["catalogs"].items():
+            po, ao = c["predictions"]["overall"], c["audit"]["overall"]
+            drows.append([name, f"{n(po['recall'])} ({po['caught']:,}/{po['injected']:,})",
+                          f"{n(po['clean_blocked_share'])} ({po['clean_blocked']:,}/{po['clean']:,})",
+                          f"{n(ao['recall'])} ({ao['caught']:,}/{ao['injected']:,})",
+                          f"{n(ao['clean_blocked_share'])} ({ao['clean_blocked']:,}/{ao['clean']:,})"])
+        decided = (f"\n\nWhere the thresholds were chosen (commit {decided_on['commit']}, {decided_on['when']}; "
+                   f"`--clean-from valid --audit-seed {ds.get('audit_seed')}`: the predictions path judges the valid "
+                   f"pairs against the train facts, the audit path corrupts and samples other facts (seed "
+                   f"{ds.get('audit_seed')}); mining thresholds "
+                   f"min_support {ds['mining']['min_support']}, min_confidence {ds['mining']['min_confidence']}, "
+                   f"applicability {ds['mining']['applicability_min_support']} products and "
+                   f"{ds['mining']['applicability_min_share']} share):\n\n"
+                   + _table(["catalog", "valid predictions: recall", "clean blocked", "audit (seed "
+                             f"{ds.get('audit_seed')}): recall", "clean blocked"], drows))
     return (f"**Rules** (`bench/bench_rules.py`, commit {record['commit']}, {record['when']}; {st['per_kind']} injected "
-            f"invalid values per kind and {st['clean']} clean ones per path, seed {st['seed']}; caught = rejected or sent "
+            f"invalid values per kind and {st['clean']} clean ones per path, seed {st['seed']}; clean rows and model "
+            f"errors of the predictions path from the {st.get('clean_from', 'test')} pairs, audit seed "
+            f"{st.get('audit_seed', st['seed'])}; caught = rejected or sent "
             f"to review; targets: recall >= {st['targets']['recall']}, clean blocked <= {st['targets']['blocked']}):\n\n"
             + _table(["catalog", "predictions: recall", "clean blocked", "audit: recall", "clean blocked",
                       "model (test Hits@1)", "its errors caught", "its right answers blocked", "mined rules",
                       "support min / median / max", "confidence min / median / max"], rows)
             + "\n\nRecall per injected kind (predictions / audit; n/a: the catalog has nothing of that kind):\n\n"
-            + _table(["kind", *record["catalogs"]], kinds_rows))
+            + _table(["kind", *record["catalogs"]], kinds_rows) + decided)
 
 
 def main() -> None:
@@ -1335,6 +1436,16 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=200, help="injected rows per kind and path")
     ap.add_argument("--clean", type=int, default=2000, help="clean rows per path")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clean-from", choices=HELD, default="test",
+                    help="predictions path: hide the test pairs (train + valid visible; the recorded figures) or the "
+                         "valid pairs (train visible; where thresholds are chosen): injected, clean and real-model rows "
+                         "go in those slots")
+    ap.add_argument("--audit-seed", type=int, default=None,
+                    help="audit path: the seed of its corruptions and clean facts (default --seed; thresholds are "
+                         "chosen with --audit-seed 1, the recorded figures use 0)")
+    ap.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated: {', '.join(PATHS)}")
+    ap.add_argument("--mining", default="", help="mining thresholds other than kb.MiningConfig's defaults, e.g. "
+                    "min_confidence=0.99,min_support=30 (the injected implications break the rules mined with them)")
     ap.add_argument("--category-level", type=int, default=2, help="foreign_category: the category level (1 = root)")
     ap.add_argument("--model", default="tfidf", help="baseline for the real-error figures (gnn.baselines)")
     ap.add_argument("--no-model", action="store_true", help="skip the real-error figures")
@@ -1342,13 +1453,28 @@ def main() -> None:
                     help="audit path: corruptions spread over this many corrupted catalogs (few per catalog)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-products", type=int, default=None, help="read only the first N rows of each catalog")
+    ap.add_argument("--jobs", type=int, default=1, help="catalogs judged in this many parallel processes")
     ap.add_argument("--no-save", action="store_true", help=f"do not append to {RESULTS.relative_to(ROOT)}")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     names = catalog_names(ap, args.catalogs, CATALOGS)
+    paths = [x.strip() for x in args.paths.split(",") if x.strip()]
+    global MINING
+    if args.mining:
+        fields = {f.name: f.type for f in dataclasses.fields(kb.MiningConfig)}
+        kw: dict[str, Any] = {}
+        for part in args.mining.split(","):
+            k, _, v = part.partition("=")
+            if k.strip() not in fields:
+                ap.error(f"--mining: unknown threshold {k.strip()!r}; valid: {', '.join(fields)}")
+            kw[k.strip()] = type(getattr(kb.MiningConfig(), k.strip()))(v)
+        MINING = kb.MiningConfig(**kw)
+    if not paths or any(x not in PATHS for x in paths):
+        ap.error(f"--paths: comma-separated of {', '.join(PATHS)}, got {args.paths!r}")
     run(catalogs=names, per_kind=args.per_kind, n_clean=args.clean, seed=args.seed, level=args.category_level,
         model=None if args.no_model else args.model, threads=args.threads, max_products=args.max_products,
-        audit_rounds=args.audit_rounds,
+        audit_rounds=args.audit_rounds, clean_from=args.clean_from, audit_seed=args.audit_seed, paths=paths,
+        jobs=args.jobs,
         results=None if args.no_save else RESULTS)
 
 

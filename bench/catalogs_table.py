@@ -150,6 +150,48 @@ def render(record: dict[str, Any], later: list[dict[str, Any]] | None = None) ->
                f"commits):\n\n{later_markdown(record, later)}" if later else ""))
 
 
+INPUTS = ROOT / "bench" / "results" / "inputs.jsonl"
+INPUTS_BEGIN, INPUTS_END = "<!-- inputs-table:begin -->", "<!-- inputs-table:end -->"
+
+
+def inputs_markdown(record: dict[str, Any], base: str = "gnn") -> str:
+    """What each input adds: per catalog x split, the ``base`` model's valid and test Hits@1 and, per
+    variant of the same run with an input switched off (or changed), the difference to it in points
+    (variant - base; negative: the input helps). Decisions read the valid column only."""
+    from bench.bench_completion import GNN_VARIANTS
+
+    rows_by = {(r["catalog"], r["split"], r["method"]): r for r in record["rows"] if "error" not in r}
+    variants = [m for m in record["settings"]["methods"] if m != base]
+    header = ["catalog", "split", f"`{base}` valid / test H@1"] + [f"`{m}` Δ valid / Δ test" for m in variants]
+    out = []
+    seen: list[tuple[str, str]] = []
+    for r in record["rows"]:
+        if (r["catalog"], r["split"]) not in seen:
+            seen.append((r["catalog"], r["split"]))
+    for cat, split in seen:
+        b = rows_by.get((cat, split, base))
+        line = [cat, split, f"{_n(b.get('valid_hits@1'))} / {_n(b.get('test_hits@1'))}" if b else "—"]
+        for m in variants:
+            v = rows_by.get((cat, split, m))
+            if b is None or v is None or v.get("valid_hits@1") is None:
+                line.append("failed" if (cat, split, m) in {(x["catalog"], x["split"], x["method"]) for x in record["rows"]}
+                            else "—")
+                continue
+            line.append(f"{100 * (v['valid_hits@1'] - b['valid_hits@1']):+.2f} / "
+                        f"{100 * (v['test_hits@1'] - b['test_hits@1']):+.2f}")
+        out.append(line)
+    legend = "; ".join(f"`{m}`: {', '.join(f'{k}={v}' for k, v in GNN_VARIANTS.get(m, {}).items()) or 'as is'}"
+                       for m in variants)
+    st = record["settings"]
+    size = "all products" if st.get("max_products") is None else f"the first {st['max_products']:,} rows of each catalog"
+    dirty = record.get("uncommitted_changes")
+    commit = record["commit"] + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else "")
+    return (f"Recorded {record['when']} (commit {commit}; {size}; seed {st['seed']}; encoder {st.get('encoder') or '—'}; "
+            f"{st['threads']} threads; {record['seconds']:,.0f} s in all), rendered by `bench/catalogs_table.py "
+            f"--inputs` from `bench/results/inputs.jsonl`. Differences in Hits@1 points against `{base}` of the same "
+            f"run (negative: switching the input off loses). Variants: {legend}.\n\n{_table(header, out)}")
+
+
 def write_readme(text: str, readme: Path = README, begin: str = BEGIN, end: str = END) -> None:
     """Replace what stands between the ``begin`` and ``end`` markers of ``readme`` with ``text``."""
     doc = readme.read_text(encoding="utf-8")
@@ -160,13 +202,44 @@ def write_readme(text: str, readme: Path = README, begin: str = BEGIN, end: str 
     readme.write_text(f"{head}{begin}\n{text}\n{end}{tail}", encoding="utf-8")
 
 
+def readme_blocks(results: Path = RESULTS, inputs: Path = INPUTS) -> dict[tuple[str, str], str]:
+    """What ``--write-readme`` puts between each pair of markers: the latest complete run (with the partial
+    runs since) and, when recorded, the latest input ablation."""
+    every = load_runs(results)
+    runs = [r for r in every if is_complete(r)]
+    out: dict[tuple[str, str], str] = {}
+    if runs:
+        rec = runs[-1]
+        later = [r for r in every[every.index(rec) + 1:] if r["settings"].get("max_products") is None]
+        out[(BEGIN, END)] = render(rec, later)
+    if inputs.exists():
+        recs = [json.loads(x) for x in inputs.read_text(encoding="utf-8").splitlines() if x.strip()]
+        if recs:
+            out[(INPUTS_BEGIN, INPUTS_END)] = inputs_markdown(recs[-1])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--run", type=int, default=-1, help="which eligible run (Python index; default the latest)")
     ap.add_argument("--include-subsets", action="store_true", help="runs on the first N rows are eligible too")
     ap.add_argument("--write-readme", action="store_true", help="replace the README's catalogs-table block")
+    ap.add_argument("--inputs", action="store_true",
+                    help="the input ablation instead: the latest run of bench/results/inputs.jsonl (README block "
+                         "inputs-table)")
     args = ap.parse_args()
+    if args.inputs:
+        path = args.results if args.results != RESULTS else INPUTS
+        runs = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        if not runs:
+            sys.exit(f"{path}: no recorded run")
+        text = inputs_markdown(runs[args.run])
+        print(text)
+        if args.write_readme:
+            write_readme(text, begin=INPUTS_BEGIN, end=INPUTS_END)
+            print(f"\nwritten into {README}")
+        return
     every = load_runs(args.results, include_subsets=args.include_subsets)
     runs = every if args.include_subsets else [r for r in every if is_complete(r)]
     if not runs:

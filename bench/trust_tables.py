@@ -83,9 +83,10 @@ def rules_markdown() -> str | None:
     recs = _records("rules.jsonl")
     if not recs:
         return None
-    from bench.bench_rules import readme_markdown  # the rules benchmark knows its own record
+    from bench.bench_rules import readme_markdown, readme_records  # the rules benchmark knows its own record
 
-    return readme_markdown(recs[-1])
+    reported, decided = readme_records(recs)
+    return readme_markdown(reported, decided) if reported is not None else None
 
 
 def render() -> str:

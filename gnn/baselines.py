@@ -260,7 +260,9 @@ class KgeBaseline(Baseline):
                               learning_rate=learning_rate, seed=seed, threads=threads, model_kwargs=model_kwargs or {})
         self.split: FactSplit | None = None
 
-    def fit(self, snap: Snapshot, split: FactSplit, *, on: Sequence[str] = ("train",)) -> "KgeBaseline":
+    def fit(self, snap: Snapshot, split: FactSplit, *, on: Sequence[str] = ("train",), dist: Any = None) -> "KgeBaseline":
+        """``dist`` (a ``gnn.distributed.DistContext``): train through PyKEEN's Lightning DDP path, each rank
+        on its own shard of the triples (``gnn.kge.train_kge_distributed``)."""
         from .kge import train_kge, triples_from_snapshot
 
         pairs = _fit_pairs(split, on)
@@ -277,7 +279,7 @@ class KgeBaseline(Baseline):
                 parts.append(np.stack([split.product[pf[mask]] + kg.offsets["product"],
                                        np.full(int(mask.sum()), rel_id[rel]), fv[mask] + kg.offsets[tail_type]], 1))
         triples = np.concatenate(parts).astype(np.int64)
-        self.kge = train_kge(kg.factory(triples), self.kcfg)
+        self.kge = train_kge(kg.factory(triples), self.kcfg, dist=dist)
         self.kg, self.split, self.rel_id, self.train_triples = kg, split, rel_id, triples
         self.fit_seconds = self.kge.seconds
         return self

@@ -150,8 +150,13 @@ class CompletionPredictor:
             valid_share: float = 0.1, seed: int = 0, calibration: str = "isotonic",
             target_precision: float = 0.98, min_share: float = 0.1, min_products: int = 20,
             applicability: str = "learn", applicability_recall: float = 0.995,
-            include_brand: bool = True, progress: Callable[[str], None] | None = None) -> "CompletionPredictor":
+            include_brand: bool = True, progress: Callable[[str], None] | None = None,
+            dist: Any = None) -> "CompletionPredictor":
         """Fit ``model`` on ``1 - valid_share`` of the asserted pairs, calibrate on the rest.
+
+        ``dist`` (a ``gnn.distributed.DistContext``): this process is one rank of a data-parallel fit
+        (``gnn`` and ``kge`` models); every rank trains, rank 0 alone calibrates and gets the predictor,
+        the other ranks get None.
 
         ``applicability="learn"`` (``gnn.applicability``) chooses, on the valid pairs, the share threshold
         under which ``applicability_recall`` of them count as applicable (at most ``min_share``);
@@ -170,7 +175,12 @@ class CompletionPredictor:
             raise CompletionError(f"{snap.path}: the snapshot has no asserted facts to learn from")
         m = get_model(model, **(model_kwargs or {}))
         say(f"fitting {model} on {len(split.pairs('train'))} pairs")
-        m.fit(snap, split, on=("train",))
+        if dist is None:
+            m.fit(snap, split, on=("train",))
+        else:
+            m.fit(snap, split, on=("train",), dist=dist)
+            if not dist.is_main:
+                return None  # type: ignore[return-value]
         say("calibrating on the held-out pairs")
         valid = split.pairs("valid")
         raw = m.score(valid)

@@ -196,8 +196,14 @@ def _make_model(config: KgeConfig, tf: Any) -> Any:
         raise KgeError(f"unknown PyKEEN model {config.model!r}: {e}; e.g. {', '.join(sorted(list(model_resolver.lookup_dict)[:12]))}") from None
 
 
-def train_kge(train_factory: Any, config: KgeConfig, *, progress: bool = False) -> KgeModel:
-    """Train ``config.model`` on a TriplesFactory with PyKEEN's sLCWA loop (seeded, CPU)."""
+def train_kge(train_factory: Any, config: KgeConfig, *, progress: bool = False, dist: Any = None,
+              trace: list[Any] | None = None) -> KgeModel:
+    """Train ``config.model`` on a TriplesFactory with PyKEEN's sLCWA loop (seeded, CPU).
+
+    ``dist`` (a ``gnn.distributed.DistContext`` of several ranks): PyKEEN's PyTorch Lightning DDP path
+    instead (:func:`train_kge_distributed`), each rank on its own shard of the triples."""
+    if dist is not None and dist.world_size > 1:
+        return train_kge_distributed(train_factory, config, dist, progress=progress, trace=trace)
     torch = _torch()
     from pykeen.optimizers import optimizer_resolver
     from pykeen.training import SLCWATrainingLoop
@@ -217,6 +223,83 @@ def train_kge(train_factory: Any, config: KgeConfig, *, progress: bool = False) 
     return KgeModel(model, config, list(train_factory.entity_id_to_label[i] for i in range(train_factory.num_entities)),
                     list(train_factory.relation_id_to_label[i] for i in range(train_factory.num_relations)),
                     [float(x) for x in losses], time.perf_counter() - t0)
+
+
+def shard_rows(n: int, rank: int, world: int) -> np.ndarray:
+    """Row indices of rank ``rank``'s shard of ``n`` triples: ``rank::world``, padded with its own first rows
+    to ``ceil(n / world)`` so every rank has as many batches per epoch (DDP waits for every rank at
+    every step; unequal step counts hang). The shards stay disjoint as sets."""
+    own = np.arange(rank, n, world, dtype=np.int64)
+    size = -(-n // world)
+    if 0 < len(own) < size:
+        own = np.concatenate([own, own[: size - len(own)]])
+    return own
+
+
+def train_kge_distributed(train_factory: Any, config: KgeConfig, dist: Any, *, progress: bool = False,
+                          trace: list[Any] | None = None) -> KgeModel:
+    """PyKEEN's Lightning sLCWA module (``pykeen.contrib.lightning``) under Lightning's DDP strategy, on
+    the process group of ``dist`` (torchrun, Slurm, Ray Train: ``gnn.distributed.init``).
+
+    Lightning's DDP does not shard PyKEEN's triples by itself (every rank would train on all of them):
+    each rank gets ``CoreTriplesFactory(mapped_triples=mapped[rank::world])`` (:func:`shard_rows`) and
+    ``batch_size // world`` triples per step, so a step of all ranks covers ``batch_size`` triples, as
+    one process does; the learning rate is passed as ``learning_rate=`` (the module ignores the
+    optimizer kwargs' ``lr``). ``trace``: a list to which each training batch's positive triples are
+    appended (int64 [B, 3]; tests check the shards are disjoint). Every rank returns the same model
+    (DDP keeps the replicas equal)."""
+    torch = _torch()
+    try:
+        import pytorch_lightning as pl
+        from pykeen.contrib.lightning import SLCWALitModule
+    except ImportError:
+        raise MissingExtra("distributed KG embeddings need pytorch-lightning: pip install 'attrgraph[ml]'") from None
+    from pykeen.datasets import EagerDataset
+    from pykeen.triples import CoreTriplesFactory
+    from pykeen.utils import set_random_seed
+    from pytorch_lightning.strategies import DDPStrategy
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    set_random_seed(config.seed)
+    rank, world = dist.rank, dist.world_size
+    mapped = train_factory.mapped_triples
+    shard = CoreTriplesFactory(mapped_triples=mapped[torch.as_tensor(shard_rows(len(mapped), rank, world))],
+                               num_entities=train_factory.num_entities, num_relations=train_factory.num_relations,
+                               create_inverse_triples=train_factory.create_inverse_triples)
+    model_kwargs = dict(config.model_kwargs)
+    model_kwargs.setdefault("embedding_dim", config.embedding_dim)
+    model_kwargs.setdefault("random_seed", config.seed)
+    if config.loss:
+        model_kwargs["loss"] = config.loss
+        if config.loss_kwargs:
+            model_kwargs["loss_kwargs"] = config.loss_kwargs
+    per_rank = max(1, config.batch_size // world)
+
+    class _Traced(SLCWALitModule):
+        def training_step(self, batch, batch_idx):  # noqa: ANN001
+            if trace is not None:
+                trace.append(batch["positives"].detach().cpu().numpy().astype(np.int64).copy())
+            return super().training_step(batch, batch_idx)
+
+    lit = _Traced(dataset=EagerDataset(training=shard, testing=shard), model=config.model, model_kwargs=model_kwargs,
+                  batch_size=per_rank, learning_rate=config.learning_rate, optimizer=config.optimizer,
+                  negative_sampler=config.negative_sampler, negative_sampler_kwargs=config.negative_sampler_kwargs or None)
+    gpu = dist.backend == "nccl" and torch.cuda.is_available()
+    trainer = pl.Trainer(accelerator="gpu" if gpu else "cpu", devices=dist.local_world_size,
+                         num_nodes=max(1, world // dist.local_world_size),
+                         strategy=DDPStrategy(process_group_backend=dist.backend, find_unused_parameters=True),
+                         max_epochs=config.epochs, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=progress and rank == 0, enable_model_summary=False,
+                         use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0)
+    t0 = time.perf_counter()
+    trainer.fit(lit)
+    model = lit.model.cpu()
+    out = KgeModel(model, config, list(train_factory.entity_id_to_label[i] for i in range(train_factory.num_entities)),
+                   list(train_factory.relation_id_to_label[i] for i in range(train_factory.num_relations)),
+                   [], time.perf_counter() - t0)
+    out.__dict__["batch_size_per_rank"] = per_rank
+    return out
 
 
 def evaluate_ranking(

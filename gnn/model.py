@@ -648,7 +648,15 @@ class GnnCompletionModel(Baseline):
         return self.cand_bias[self._cand_offset[attribute]: self._cand_offset[attribute + 1]]
 
     # -- training ---------------------------------------------------------------------------------
-    def fit(self, snap: Snapshot, split: FactSplit, *, on: Sequence[str] = ("train",)) -> "GnnCompletionModel":
+    def fit(self, snap: Snapshot, split: FactSplit, *, on: Sequence[str] = ("train",), dist: Any = None
+            ) -> "GnnCompletionModel":
+        """Train on the facts of ``on``, early-stopping on the ``valid`` pairs. ``dist``: a
+        ``gnn.distributed.DistContext`` -- this process is one rank of a data-parallel run
+        (``gnn.distributed.fit_gnn``); None: one process, as always."""
+        if dist is not None:
+            from .distributed import fit_gnn
+
+            return fit_gnn(self, snap, split, on=on, ctx=dist)
         torch = _torch()
         cfg = self.cfg
         t_start = time.perf_counter()
@@ -1019,6 +1027,9 @@ class GnnCompletionModel(Baseline):
             if self.net.head_text is not None:
                 loss = loss + self._loss(x, pairs, product_pos=pos, K=K, text=True)
             loss.backward()
+            probe = self.__dict__.get("_grad_probe")
+            if probe is not None:  # (tests: this step's gradients before clipping, as gnn.distributed compares them)
+                probe(self)
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
             tot += float(loss.detach()) * len(pairs)

@@ -7,10 +7,10 @@ from .connection import Neo4jClient
 from .errors import ConnectionFailed, GraphError, LauncherError
 from .schema import ensure_schema
 from .server import LocalNeo4j
-from .settings import LocalNeo4jSettings, Neo4jSettings
+from .settings import LocalNeo4jSettings, Neo4jSettings, SettingsError
 
 __all__ = [
     "CategoryNode", "ConnectionFailed", "Coverage", "Fact", "GraphError", "GraphStats", "LauncherError",
     "LocalNeo4j", "LocalNeo4jSettings", "Neo4jClient", "Neo4jSettings", "Product", "ProductGraph", "ProductRef",
-    "QueryResult", "ValueCount", "ensure_schema",
+    "QueryResult", "SettingsError", "ValueCount", "ensure_schema",
 ]

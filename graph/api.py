@@ -231,13 +231,12 @@ class ProductGraph:
         """Run a named query from ``queries/`` with checked parameters."""
         q = named_queries.get(name)
         bound = q.bind(params)
-        with self.client.session(default_access_mode=neo4j.READ_ACCESS) as s:
-            def work(tx: neo4j.ManagedTransaction) -> QueryResult:
-                res = tx.run(q.text, bound)
-                rows = tuple(tuple(plain(v) for v in rec.values()) for rec in res)
-                return QueryResult(name, tuple(res.keys()), rows)
+        def work(tx: neo4j.ManagedTransaction) -> QueryResult:
+            res = tx.run(q.text, bound)
+            rows = tuple(tuple(plain(v) for v in rec.values()) for rec in res)
+            return QueryResult(name, tuple(res.keys()), rows)
 
-            return s.execute_read(work)
+        return self.client.read_tx(work)
 
     # -- maintenance ------------------------------------------------------------------------
     def clear(self, *, confirm: bool = False, batch: int = 10_000) -> None:
@@ -246,7 +245,8 @@ class ProductGraph:
         if not confirm:
             raise ValueError("clear() deletes the whole graph; call it with confirm=True")
         # Relationships first: DETACH DELETE of a value node with 20k products would be one huge transaction.
-        self.client.run_autocommit(
+        # Idempotent by construction: a retry (after a lost connection) deletes whatever is left.
+        self.client.run_in_transactions(
             "MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF $batch ROWS", {"batch": batch})
-        self.client.run_autocommit(
+        self.client.run_in_transactions(
             "MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS OF $batch ROWS", {"batch": batch})

@@ -40,6 +40,11 @@ SNAPSHOT_FORMAT = 1
 SYSTEM_PRODUCT_PROPERTIES = ("id", "title", "description", "source", "content_hash", "created_at", "updated_at",
                              "ingest_id")
 
+# A value or brand proposed by extraction (``graph.proposals``) is no catalog value until a fact asserts
+# it: the snapshot (and so the model's candidates) leaves it out.
+ASSERTED_VALUE = "(coalesce(v.status, '') <> 'proposed' OR EXISTS { MATCH (:Product)-[:HAS_VALUE]->(v) })"
+ASSERTED_BRAND = "(coalesce(b.status, '') <> 'proposed' OR EXISTS { MATCH (:Product)-[:HAS_BRAND]->(b) })"
+
 NODE_QUERIES: dict[str, str] = {
     "product": """
         MATCH (p:Product) WHERE p.id > $after
@@ -49,11 +54,11 @@ NODE_QUERIES: dict[str, str] = {
                [k IN keys(p) WHERE NOT k IN $system AND p[k] IS NOT NULL
                     AND (valueType(p[k]) =~ '(STRING|INTEGER|FLOAT|BOOLEAN) NOT NULL'
                          OR valueType(p[k]) STARTS WITH 'LIST<STRING') | [k, p[k]]] AS props""",
-    "brand": "MATCH (b:Brand) RETURN b.key AS key, b.name AS name ORDER BY key",
+    "brand": "MATCH (b:Brand) WHERE " + ASSERTED_BRAND + " RETURN b.key AS key, b.name AS name ORDER BY key",
     "category": "MATCH (c:Category) RETURN c.path AS key, c.name AS name, c.level AS level ORDER BY key",
     "attribute": "MATCH (a:Attribute) RETURN a.name AS key ORDER BY key",
     "value": """
-        MATCH (v:Value)
+        MATCH (v:Value) WHERE """ + ASSERTED_VALUE + """
         RETURN [v.attribute, v.norm] AS key, v.attribute AS attribute, v.norm AS norm, v.value AS value,
                v.quantity AS quantity, v.unit AS unit
         ORDER BY v.attribute, v.norm""",
@@ -73,7 +78,8 @@ EDGE_QUERIES: dict[str, tuple[str, str, str]] = {
     "subcategory_of": ("category", "category",
                        "MATCH (c:Category)-[:SUBCATEGORY_OF]->(d:Category) RETURN c.path AS s, d.path AS t"),
     "of_attribute": ("value", "attribute",
-                     "MATCH (v:Value)-[:OF_ATTRIBUTE]->(a:Attribute) RETURN [v.attribute, v.norm] AS s, a.name AS t"),
+                     "MATCH (v:Value)-[:OF_ATTRIBUTE]->(a:Attribute) WHERE " + ASSERTED_VALUE
+                     + " RETURN [v.attribute, v.norm] AS s, a.name AS t"),
 }
 
 
@@ -100,20 +106,24 @@ def _fingerprint(root: Path) -> str:
     return h.hexdigest()
 
 
-def _records(s: Any, ntype: str, q: str, params: dict[str, Any], page: int) -> Any:
-    """The node records of ``q``: at once, or for a paged type page after page (keyset on ``key``)."""
-    if ntype not in PAGED:
-        yield from s.run(q, params)
-        return
+def _read_pages(client: Neo4jClient, q: str, params: dict[str, Any], node: Any, ids: dict[Any, int], fh: Any,
+                page: int, fetch_size: int) -> None:
+    """Read a paged node query (``$after``, ``$page``) page after page; a retried page first drops what its failed
+    attempt wrote (the file back to the page's start, its keys forgotten)."""
     after = ""  # keys are non-empty strings, all greater than ""
     while True:
-        n = 0
-        for rec in s.run(q, {**params, "after": after, "page": page}):
-            n += 1
-            after = rec["key"]
-            yield rec
-        if n < page:
+        start, n0 = fh.tell(), len(ids)
+
+        def restart(start: int = start, n0: int = n0) -> None:
+            fh.seek(start)
+            fh.truncate()
+            while len(ids) > n0:
+                ids.popitem()
+
+        client.read_each(q, {**params, "after": after, "page": page}, node, restart=restart, fetch_size=fetch_size)
+        if len(ids) - n0 < page:
             return
+        after = next(reversed(ids))
 
 
 def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int = 5000,
@@ -128,33 +138,52 @@ def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int
     t0 = time.perf_counter()
     index: dict[str, dict[Any, int]] = {}
     counts: dict[str, int] = {}
-    with client.session(fetch_size=fetch_size) as s:
-        for ntype, q in NODE_QUERIES.items():
-            ids: dict[Any, int] = {}
-            with open(tmp / "nodes" / f"{ntype}.jsonl", "w", encoding="utf-8") as fh:
-                params = {"system": list(SYSTEM_PRODUCT_PROPERTIES)} if ntype == "product" else {}
-                for rec in _records(s, ntype, q, params, page_size):
-                    d = rec.data()
-                    if ntype == "product":  # props sorted: the same graph gives the same bytes (and fingerprint)
-                        d["props"] = dict(sorted((k, v) for k, v in d["props"]))
-                    k = _key(d["key"])
-                    if k in ids:  # cannot happen under the schema's constraints; refuse rather than guess
-                        raise GraphError(f"export: duplicate {ntype} key {k!r}")
-                    ids[k] = len(ids)
-                    fh.write(json.dumps(d, ensure_ascii=False) + "\n")
-            index[ntype] = ids
-            counts[ntype] = len(ids)
-        edge_counts: dict[str, int] = {}
-        for rel, (src, dst, q) in EDGE_QUERIES.items():
-            si, di = index[src], index[dst]
-            a, b = array("q"), array("q")
-            for rec in s.run(q):
-                a.append(si[_key(rec["s"])])
-                b.append(di[_key(rec["t"])])
-            e = np.stack([np.frombuffer(a, dtype=np.int64), np.frombuffer(b, dtype=np.int64)]) if a else np.zeros((2, 0), np.int64)
-            order = np.lexsort((e[1], e[0]))  # deterministic edge order
-            np.save(tmp / "edges" / f"{rel}.npy", e[:, order])
-            edge_counts[rel] = int(e.shape[1])
+    # Each query is one managed read transaction, streamed ``fetch_size`` records at a time. A retried
+    # transaction (lost connection, restart, leader change) delivers its records again from the first:
+    # ``restart`` drops what the failed attempt had written, so every file holds one complete result.
+    for ntype, q in NODE_QUERIES.items():
+        ids: dict[Any, int] = {}
+        with open(tmp / "nodes" / f"{ntype}.jsonl", "w", encoding="utf-8") as fh:
+            params = {"system": list(SYSTEM_PRODUCT_PROPERTIES)} if ntype == "product" else {}
+
+            def node(rec: Any, ntype: str = ntype, ids: dict[Any, int] = ids, fh: Any = fh) -> None:
+                d = rec.data()
+                if ntype == "product":  # props sorted: the same graph gives the same bytes (and fingerprint)
+                    d["props"] = dict(sorted((k, v) for k, v in d["props"]))
+                k = _key(d["key"])
+                if k in ids:  # cannot happen under the schema's constraints; refuse rather than guess
+                    raise GraphError(f"export: duplicate {ntype} key {k!r}")
+                ids[k] = len(ids)
+                fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+
+            def restart_nodes(ids: dict[Any, int] = ids, fh: Any = fh) -> None:
+                ids.clear()
+                fh.seek(0)
+                fh.truncate()
+
+            if ntype in PAGED:  # keyset pages, each its own managed transaction (a retry redoes one page)
+                _read_pages(client, q, params, node, ids, fh, page_size, fetch_size)
+            else:
+                client.read_each(q, params, node, restart=restart_nodes, fetch_size=fetch_size)
+        index[ntype] = ids
+        counts[ntype] = len(ids)
+    edge_counts: dict[str, int] = {}
+    for rel, (src, dst, q) in EDGE_QUERIES.items():
+        si, di = index[src], index[dst]
+        a, b = array("q"), array("q")
+
+        def edge(rec: Any, si: dict[Any, int] = si, di: dict[Any, int] = di, a: array = a, b: array = b) -> None:
+            a.append(si[_key(rec["s"])])
+            b.append(di[_key(rec["t"])])
+
+        def restart_edges(a: array = a, b: array = b) -> None:
+            del a[:], b[:]
+
+        client.read_each(q, {}, edge, restart=restart_edges, fetch_size=fetch_size)
+        e = np.stack([np.frombuffer(a, dtype=np.int64), np.frombuffer(b, dtype=np.int64)]) if a else np.zeros((2, 0), np.int64)
+        order = np.lexsort((e[1], e[0]))  # deterministic edge order
+        np.save(tmp / "edges" / f"{rel}.npy", e[:, order])
+        edge_counts[rel] = int(e.shape[1])
     fp = _fingerprint(tmp)
     s = client.settings
     manifest = {

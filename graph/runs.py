@@ -121,7 +121,8 @@ class RunRecord:
 
 
 COUNT_KEYS = ("products", "products_scored", "products_skipped", "slots", "candidates", "accepted", "needs_review",
-              "rejected", "abstained", "review_rejected", "written", "superseded", "retired")
+              "rejected", "abstained", "review_rejected", "written", "superseded", "retired",
+              "spans", "new_candidates", "new_rejected", "proposed", "aliases")  # the last five: extraction
 
 _LOCK_STATE = """
 MERGE (l:CompletionLock {name: $name})

@@ -4,7 +4,7 @@ Nodes and keys (see the README for the full picture)::
 
     (:Product {id})        (:Brand {key})          (:Category {path})
     (:Attribute {name})    (:Value {attribute, norm})   (:IngestRun {id})
-    (:CompletionRun {id})  (:CompletionLock {name})
+    (:CompletionRun {id})  (:CompletionLock {name})  (:Alias {attribute, norm})
 
 Labels and relationship types are fixed here and in ``queries/``; attribute names and
 values are only ever properties and parameters.
@@ -25,6 +25,7 @@ CONSTRAINTS = [
     "CREATE CONSTRAINT ingest_run_id IF NOT EXISTS FOR (r:IngestRun) REQUIRE r.id IS UNIQUE",
     "CREATE CONSTRAINT completion_run_id IF NOT EXISTS FOR (r:CompletionRun) REQUIRE r.id IS UNIQUE",
     "CREATE CONSTRAINT completion_lock_name IF NOT EXISTS FOR (l:CompletionLock) REQUIRE l.name IS UNIQUE",
+    "CREATE CONSTRAINT alias_key IF NOT EXISTS FOR (a:Alias) REQUIRE (a.attribute, a.norm) IS UNIQUE",
 ]
 
 INDEXES = [
@@ -38,6 +39,11 @@ INDEXES = [
     "CREATE INDEX predicted_run IF NOT EXISTS FOR ()-[e:PREDICTED_VALUE]-() ON (e.run_id)",
     "CREATE INDEX predicted_superseded_by IF NOT EXISTS FOR ()-[e:PREDICTED_VALUE]-() ON (e.superseded_by)",
     "CREATE INDEX completion_run_status IF NOT EXISTS FOR (r:CompletionRun) ON (r.status)",
+    # proposals of extraction (graph.proposals): found by status, for support counts and rollback
+    "CREATE INDEX value_status IF NOT EXISTS FOR (v:Value) ON (v.status)",
+    "CREATE INDEX brand_status IF NOT EXISTS FOR (b:Brand) ON (b.status)",
+    "CREATE INDEX value_provenance IF NOT EXISTS FOR (v:Value) ON (v.provenance)",
+    "CREATE INDEX brand_provenance IF NOT EXISTS FOR (b:Brand) ON (b.provenance)",
 ]
 
 # Opt-in (`attrgraph schema --fulltext`): keeping a Lucene index current costs about a quarter of
@@ -52,9 +58,7 @@ def ensure_schema(client: Neo4jClient, *, fulltext: bool = False) -> None:
 
     ``fulltext=True`` also creates the full-text index ``product_text`` on title + description.
     """
-    for stmt in CONSTRAINTS + INDEXES + (FULLTEXT_INDEXES if fulltext else []):
-        client.run_autocommit(stmt)
-    client.run_autocommit("CALL db.awaitIndexes(300)")
+    client.schema(CONSTRAINTS + INDEXES + (FULLTEXT_INDEXES if fulltext else []), await_seconds=300)
 
 
 def schema_objects(client: Neo4jClient) -> dict[str, list[str]]:

@@ -2,8 +2,8 @@
 
 Neo4j 5.26 LTS comes from Maven Central (``org.neo4j:neo4j`` + ``org.neo4j:neo4j-bolt``).
 A ten-line Java main (``graph/launcher``) starts the DBMS with only the Bolt connector,
-bound to 127.0.0.1, with authentication on. Maven runs once per launcher version and
-the jars are cached under ``$ATTRGRAPH_HOME/dist``.
+bound to 127.0.0.1, with authentication on (plus any ``extra_config`` settings, e.g. TLS on
+Bolt). Maven runs once per launcher version and the jars are cached under ``$ATTRGRAPH_HOME/dist``.
 """
 
 from __future__ import annotations
@@ -171,6 +171,10 @@ class LocalNeo4j:
             "-cp", f"{dist / 'lib'}/*", MAIN_CLASS,
             str(s.home / "dbms"), s.host, str(s.port), str(s.password_file), str(s.pagecache_mb),
         ]
+        if s.extra_config:  # further Neo4j settings (e.g. TLS on Bolt), written beside the data each start
+            extra = s.home / "run" / "extra.conf"
+            extra.write_text("".join(f"{k}={v}\n" for k, v in s.extra_config), encoding="utf-8")
+            cmd.append(str(extra))
         with open(self.log_file, "ab") as log:
             offset = log.tell()
             log.write(f"\n--- start {time.strftime('%Y-%m-%dT%H:%M:%S')} port {s.port}\n".encode())

@@ -33,12 +33,11 @@ def ensure_vector_index(client: Neo4jClient, dimensions: int, *, similarity: str
     if rows:
         if rows[0]["options"]["indexConfig"].get("vector.dimensions") == dimensions:
             return
-        client.run_autocommit("DROP INDEX product_kge IF EXISTS")
+        client.schema(["DROP INDEX product_kge IF EXISTS"], await_seconds=None)
     # the two settings are checked above; index options cannot be query parameters
-    client.run_autocommit(
+    client.schema([
         "CREATE VECTOR INDEX product_kge IF NOT EXISTS FOR (p:Product) ON p.kge OPTIONS {indexConfig: "
-        f"{{`vector.dimensions`: {dimensions}, `vector.similarity_function`: '{similarity}'}}}}")
-    client.run_autocommit("CALL db.awaitIndexes(300)")
+        f"{{`vector.dimensions`: {dimensions}, `vector.similarity_function`: '{similarity}'}}}}"], await_seconds=300)
 
 
 def write_node_vectors(client: Neo4jClient, node_type: str, keys: Sequence[Any], vectors: np.ndarray,

@@ -75,6 +75,7 @@ import neo4j
 from .api import plain
 from .connection import Neo4jClient
 from .errors import GraphError
+from .proposals import refresh_support, undo_run_proposals
 from .runs import LOCK_NAME, check_holder, now
 
 BRAND = "@brand"
@@ -113,6 +114,9 @@ class PredictionRow:
     evidence_products: tuple[str, ...] = ()
     text_evidence: str | None = None
     explanation: str | None = None  # JSON: the full explanation
+    # extra edge properties: an extracted candidate's ``new``, ``provenance``, ``extractor`` and
+    # ``evidence_*`` (``graph.proposals.SpanEvidence.edge_props``); None for a closed-world prediction
+    extra: dict[str, Any] | None = None
 
     def params(self) -> dict[str, Any]:
         if self.verdict not in VERDICTS:
@@ -123,7 +127,7 @@ class PredictionRow:
                 "props": {"p": float(self.p), "rank": int(self.rank), "verdict": self.verdict, "threshold": th,
                           "rules": list(self.rules), "violations": list(self.violations),
                           "evidence_products": list(self.evidence_products), "text_evidence": self.text_evidence,
-                          "explanation": self.explanation}}
+                          "explanation": self.explanation, **(self.extra or {})}}
 
 
 @dataclass(frozen=True)
@@ -289,6 +293,7 @@ def commit_predictions(client: Neo4jClient, run_id: str, keep: dict[str, Iterabl
 
     def last(tx: neo4j.ManagedTransaction) -> None:
         check_holder(tx, run_id, lock)
+        refresh_support(tx, run_id)  # proposals' support, seen with the run
         if finish is not None:
             finish(tx, res)
         else:
@@ -340,6 +345,8 @@ class RollbackResult:
     deleted: int  # the run's predicted edges removed
     restored: int  # earlier predictions the run had replaced (or was about to replace), current again
     reassigned: int  # earlier predictions now superseded by a later run instead
+    proposals_deleted: int = 0  # proposed values/brands the run created that nothing else uses
+    aliases_deleted: int = 0
 
 
 def undo_run_writes(client: Neo4jClient, run_id: str, *, lock: str = LOCK_NAME, holder: str | None = None,
@@ -375,7 +382,8 @@ def undo_run_writes(client: Neo4jClient, run_id: str, *, lock: str = LOCK_NAME, 
         current += int(d.get("current") or 0)
         if n == 0:
             break
-    return RollbackResult(run_id, deleted, current, restored - current)
+    undo = undo_run_proposals(client, run_id, lock=lock, holder=holder)
+    return RollbackResult(run_id, deleted, current, restored - current, undo.nodes_deleted, undo.aliases_deleted)
 
 
 def recover_dead_runs(client: Neo4jClient, holder: str, *, exclude: str | None = None, lock: str = LOCK_NAME
@@ -425,8 +433,16 @@ MATCH (p:Product {id: $product})-[e:PREDICTED_VALUE]->(v:Value) WHERE elementId(
 MERGE (p)-[h:HAS_VALUE]->(v)
   ON CREATE SET h.source = 'review', h.ingested_at = $now, h.reviewed_by = $by, h.review_note = $note,
                 h.predicted_by_run = e.run_id, h.predicted_p = e.p, h.predicted_model = e.model,
-                h.predicted_model_version = e.model_version, h.predicted_at = e.created_at
+                h.predicted_model_version = e.model_version, h.predicted_at = e.created_at,
+                h.accepted_from = CASE WHEN e.new = true THEN 'extraction' END, h.extractor = e.extractor,
+                h.evidence_field = e.evidence_field, h.evidence_start = e.evidence_start,
+                h.evidence_end = e.evidence_end, h.evidence_text = e.evidence_text
 SET e.current = false, e.review = 'accepted', e.reviewed_at = $now, e.reviewed_by = $by
+WITH v WHERE v.status = 'proposed'
+// a proposal becomes an asserted value: provenance kept, status accepted
+MERGE (a:Attribute {name: v.attribute})
+MERGE (v)-[:OF_ATTRIBUTE]->(a)
+SET v.status = 'accepted', v.accepted_at = $now, v.accepted_by = $by
 """
 
 _ACCEPT_BRAND = """
@@ -434,8 +450,14 @@ MATCH (p:Product {id: $product})-[e:PREDICTED_VALUE]->(v:Brand) WHERE elementId(
 MERGE (p)-[h:HAS_BRAND]->(v)
   ON CREATE SET h.source = 'review', h.ingested_at = $now, h.reviewed_by = $by, h.review_note = $note,
                 h.predicted_by_run = e.run_id, h.predicted_p = e.p, h.predicted_model = e.model,
-                h.predicted_model_version = e.model_version, h.predicted_at = e.created_at
+                h.predicted_model_version = e.model_version, h.predicted_at = e.created_at,
+                h.accepted_from = CASE WHEN e.new = true THEN 'extraction' END, h.extractor = e.extractor,
+                h.evidence_field = e.evidence_field, h.evidence_start = e.evidence_start,
+                h.evidence_end = e.evidence_end, h.evidence_text = e.evidence_text
 SET e.current = false, e.review = 'accepted', e.reviewed_at = $now, e.reviewed_by = $by
+WITH v WHERE v.status = 'proposed'
+// a proposal becomes an asserted value: provenance kept, status accepted
+SET v.status = 'accepted', v.accepted_at = $now, v.accepted_by = $by
 """
 
 _REJECT_VALUE = """

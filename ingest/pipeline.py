@@ -50,9 +50,10 @@ class IngestReport:
         return d
 
 
+# MERGE on the run's unique id: retried after a lost commit answer, it records the run once.
 _RUN_START = """
-CREATE (r:IngestRun {id: $id, file: $file, mapping: $mapping, source: $source,
-                     started_at: $now, status: 'running'})
+MERGE (r:IngestRun {id: $id})
+  ON CREATE SET r.file = $file, r.mapping = $mapping, r.source = $source, r.started_at = $now, r.status = 'running'
 """
 _RUN_END = """
 MATCH (r:IngestRun {id: $id})

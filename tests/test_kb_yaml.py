@@ -152,7 +152,7 @@ def test_shipped_files_load_and_round_trip() -> None:
 def test_every_rule_type_round_trips_through_yaml() -> None:
     text = """\
 rules:
-  - {id: d1, type: domain, attributes: "*", known: {min_count: 2}, severity: review}
+  - {id: d1, type: domain, attributes: "*", known: {min_count: 2, max_new_share: 0.01}, severity: review}
   - {id: d2, type: domain, attributes: [a, b], range: {min: 1, unit: none}, category: [X, Y]}
   - {id: ap, type: applicability, learn: {min_products: 5, min_count: 2, min_share: 0.1},
      categories: {X: {closed: true, applies: [a]}, "X > Y": {not_applies: [b]}}}
@@ -160,9 +160,14 @@ rules:
   - {id: ex, type: exclusion, if: {category: X}, then: {attribute: a}}
   - {id: im, type: implication, if: {attribute: a, range: {max: 3, unit: cm}}, then: {attribute: b, pattern: "z.*"},
      message: "{condition} / {consequence} / {problem}"}
-  - {id: bc, type: brand_category, level: 2, min_products: 3, min_brand_products: 4}
+  - {id: bc, type: brand_category, level: 2, min_products: 3, min_brand_products: 4, max_new_share: 0.02}
+  - {id: cv, type: category_value, attributes: [a], min_expected: 2.5, min_support: 4, category: X}
   - {id: nu, type: numeric, attribute: w, unit: g, ranges: [{max: 5}, {category: X, min: 1, max: 2}],
      learn: {min_count: 5, low: 0.1, high: 0.9, factor: 2}}
+  - {id: nv1, type: new_value, check: length, attributes: [a], min_length: 3, max_length: 9, length_factor: 1.5}
+  - {id: nv2, type: new_value, check: marketing, words: [hot sale], learn: {min_products: 3, min_categories: 2, max_share: 0.4}}
+  - {id: nv3, type: new_value, check: digits, brands: false, numeric_share: 0.3}
+  - {id: nv4, type: new_value, check: conflict, category: X}
 """
     rs = load(text)
     assert {r.type for r in rs} == set(kb.RULE_TYPES)

@@ -30,7 +30,6 @@ from graph import ProductGraph
 from graph.export import export_snapshot
 from tests.conftest import SAMPLE, write_jsonl
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @register_encoder("test-hash")

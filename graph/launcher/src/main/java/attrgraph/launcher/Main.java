@@ -16,7 +16,9 @@ import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
 /**
  * Runs a Neo4j Community DBMS with only the Bolt connector, bound to one address.
  *
- * <p>Arguments: {@code <home-dir> <host> <port> <password-file> <pagecache-mb>}.
+ * <p>Arguments: {@code <home-dir> <host> <port> <password-file> <pagecache-mb> [<extra-config-file>]}.
+ * The optional extra file holds further Neo4j settings, one {@code name=value} a line (e.g. TLS on
+ * Bolt: {@code dbms.ssl.policy.bolt.*}, {@code server.bolt.tls_level}); the ones above win over it.
  * The password is read from a file (never the command line, where {@code ps} would show it)
  * and set for the {@code neo4j} user. When Bolt is up, the line {@code ATTRGRAPH_NEO4J_READY}
  * is printed; SIGTERM shuts the DBMS down cleanly.
@@ -25,8 +27,8 @@ public final class Main {
     private Main() {}
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 5) {
-            System.err.println("usage: Main <home-dir> <host> <port> <password-file> <pagecache-mb>");
+        if (args.length != 5 && args.length != 6) {
+            System.err.println("usage: Main <home-dir> <host> <port> <password-file> <pagecache-mb> [<extra-config-file>]");
             System.exit(2);
         }
         Path home = Path.of(args[0]);
@@ -35,7 +37,11 @@ public final class Main {
         String password = Files.readString(Path.of(args[3]), StandardCharsets.UTF_8).strip();
         long pageCacheBytes = Long.parseLong(args[4]) * 1024L * 1024L;
 
-        DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
+        DatabaseManagementServiceBuilder builder = new DatabaseManagementServiceBuilder(home);
+        if (args.length == 6) {
+            builder.loadPropertiesFromFile(Path.of(args[5]));
+        }
+        DatabaseManagementService dbms = builder
                 .setConfig(BoltConnector.enabled, true)
                 .setConfig(BoltConnector.listen_address, new SocketAddress(host, port))
                 .setConfig(BoltConnector.advertised_address, new SocketAddress(host, port))
