@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import random
-import re
 import shutil
 import socket
 import subprocess
@@ -223,6 +222,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     with stage("features"):
         snap = load_snapshot(work / "snapshot")
         kw = {"threads": args.threads} if args.encoder in ("minilm", "static") else {}
+        if args.encoder == "static":  # the table distilled once, before the runs (not a per-product cost)
+            kw["cache_dir"] = str(OUT / "encoders")
         fr = compute_text_features(snap, TextFeatureConfig(encoder=args.encoder, encoder_kwargs=kw,
                                                            cache_path=str(work / "text-cache.sqlite"),
                                                            dtype=args.feature_dtype))
@@ -245,6 +246,54 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     rec["peak_rss_mb_hwm"] = round(_status("self").get("VmHWM", 0) / 1024, 1)
     save()
     return rec
+
+
+# -- float16 text features: what they cost on validation ------------------------------------------------------
+def dtype_check(args: argparse.Namespace) -> dict[str, Any]:
+    """Fit the completion GNN on the first ``--dtype-check`` Myntra rows twice, on float32 and on float16 text
+    features (the same encoder, the float16 ones their rounding), and compare the validation figures the fit
+    reports (its own held-out pairs; no test split is touched)."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from attrgraph.features import TextFeatureConfig, compute_text_features
+    from bench._catalog import read_products, write_snapshot
+    from gnn.completion import CompletionPredictor
+    from gnn.snapshot import load_snapshot
+
+    work = Path(tempfile.mkdtemp(prefix="attrgraph-bench-dtype-"))
+    try:
+        snapdir = write_snapshot(read_products(MYNTRA, "myntra", limit=args.dtype_check), work / "snap",
+                                 mapping_name="myntra")
+        kw = {"threads": args.threads}
+        if args.encoder == "static":
+            kw["cache_dir"] = str(OUT / "encoders")
+        out: dict[str, Any] = {}
+        for dtype in ("float32", "float16"):
+            snap = load_snapshot(snapdir)
+            compute_text_features(snap, TextFeatureConfig(encoder=args.encoder, encoder_kwargs=kw, dtype=dtype,
+                                                          cache_path=str(work / "cache.sqlite")))
+            opts = {"epochs": args.dtype_epochs, "max_seconds": 1e9, "patience": 10**6, "threads": args.threads}
+            t = time.perf_counter()
+            pred = CompletionPredictor.fit(snap, model="gnn", model_kwargs=opts)
+            h = pred.model.history
+            out[dtype] = {"valid_hits@1_per_epoch": [r.get("valid_hits@1") for r in h],
+                          "calibrated_valid_hits@1": pred.validation.get("hits@1"), "ece": pred.validation.get("ece"),
+                          "fit_seconds": round(time.perf_counter() - t, 1),
+                          "feature_mb": round(sum((snap.path / "features" / f"text.{t}.npy").stat().st_size
+                                                  for t in ("product", "brand", "category", "attribute", "value")) / 2**20, 2)}
+            if dtype == "float32":
+                ref = np.array(snap.features.get("text.product"))
+            else:
+                a = snap.features.get("text.product").astype(np.float32)
+                out["max_abs_rounding"] = float(np.abs(a - ref).max())
+        out["difference_calibrated_valid_hits@1"] = round(out["float16"]["calibrated_valid_hits@1"]
+                                                         - out["float32"]["calibrated_valid_hits@1"], 5)
+        return {"kind": "feature_dtype", "rows": args.dtype_check, "encoder": args.encoder, "epochs": args.dtype_epochs,
+                **out}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # -- the parent ----------------------------------------------------------------------------------------------
@@ -321,8 +370,12 @@ def main() -> None:
     ap.add_argument("--pagecache-mb", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None, help="work directory (default: a temporary one, deleted)")
-    ap.add_argument("--record-partial", type=Path, default=None,
-                    help="append the run described by this progress file as an incomplete record, and stop")
+    ap.add_argument("--record-partial", type=int, default=None, metavar="N",
+                    help="append the (unfinished) run of --products N, as far as it got, as an incomplete record, "
+                         "and stop")
+    ap.add_argument("--dtype-check", type=int, default=None, metavar="ROWS",
+                    help="instead: validation figures of the GNN on float32 vs float16 text features (first ROWS rows)")
+    ap.add_argument("--dtype-epochs", type=int, default=3)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-work", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--progress", default=None, help=argparse.SUPPRESS)
@@ -331,14 +384,34 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    if args.dtype_check:
+        for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(v, str(args.threads))
+        d = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
+             "threads": args.threads, **dtype_check(args)}
+        with open(RESULTS, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(d) + "\n")
+        print(json.dumps(d))
+        return
     if args.record_partial:
-        d = json.loads(args.record_partial.read_text(encoding="utf-8"))
+        n = args.record_partial
+        d = json.loads((OUT / f"record-{n}.json").read_text(encoding="utf-8"))
+        missing = []
+        for name in ("baseline", "scaled"):
+            prog = OUT / f"progress-{n}-{name}.json"
+            if name not in d["runs"] and prog.exists():
+                d["runs"][name] = summarize(json.loads(prog.read_text(encoding="utf-8")))
+            done = d["runs"].get(name, {}).get("stages_s", {})
+            left = [s for s in STAGES if s not in done]
+            if left:
+                missing.append(f"{'the 44k catalog' if name == 'baseline' else 'the generated catalog'}: "
+                               f"{', '.join(left)} not finished")
         d["complete"] = False
-        d["commit"] = git_commit()
+        d["missing"] = "; ".join(missing) + " (the run was stopped at the deadline)"
         d["recorded_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with open(RESULTS, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(d) + "\n")
-        print(f"incomplete record appended to {RESULTS}")
+        print(f"incomplete record appended to {RESULTS}: {d['missing']}")
         return
 
     from graph import LocalNeo4j, LocalNeo4jSettings, ProductGraph
@@ -359,10 +432,18 @@ def main() -> None:
                     "timed_stages": list(TIMED)},
         "complete": False, "runs": {}}
     state = OUT / f"record-{args.products}.json"
+    if args.encoder == "static":
+        from gnn.text import get_encoder
+
+        t = time.perf_counter()
+        enc = get_encoder("static", cache_dir=str(OUT / "encoders"), threads=args.threads).load()
+        rec["static_table"] = {"distilled_now": enc.distilled, "seconds": round(time.perf_counter() - t, 1)}
+    state.write_text(json.dumps(rec, indent=1), encoding="utf-8")
     try:
         print(f"generating {args.products} products ...", flush=True)
         cat = tmp / f"catalog-{args.products}.jsonl"
         rec["catalog"] = generate(args.products, cat, seed=args.seed)
+        state.write_text(json.dumps(rec, indent=1), encoding="utf-8")
         base_cat = MYNTRA
         if args.baseline_products:
             base_cat = tmp / f"myntra-{args.baseline_products}.jsonl"

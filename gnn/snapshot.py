@@ -40,10 +40,11 @@ class JsonlRows(Sequence):
             size = os.fstat(fh.fileno()).st_size
             self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         ends = [np.zeros(0, np.int64)]
-        step = 1 << 26  # scanned 64 MB at a time: no file-sized temporary
+        step = 1 << 20  # scanned 1 MB at a time, in place: no file-sized temporary
         for lo in range(0, size, step):
-            chunk = np.frombuffer(self._mm[lo: lo + step], dtype=np.uint8)
-            ends.append(np.flatnonzero(chunk == 10).astype(np.int64) + lo)
+            view = np.frombuffer(self._mm, dtype=np.uint8, count=min(step, size - lo), offset=lo)
+            ends.append(np.flatnonzero(view == 10).astype(np.int64) + lo)
+            del view  # (an exported buffer would pin the map)
         end = np.concatenate(ends)
         if size and (not len(end) or end[-1] != size - 1):  # a last line without its newline
             end = np.append(end, size)
@@ -205,7 +206,14 @@ class FeatureStore:
         if matrix.shape[0] != self.snapshot.num_nodes(ntype):
             raise SnapshotError(f"feature {name!r}: {matrix.shape[0]} rows for {self.snapshot.num_nodes(ntype)} {ntype} nodes")
         self.root.mkdir(parents=True, exist_ok=True)
-        np.save(self.root / f"{name}.npy", matrix)
+        # a new file renamed into place, never the old one rewritten: a memory map of it stays valid
+        tmp = self.root / f".{name}.npy.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(matrix), allow_pickle=False)
+            os.replace(tmp, self.root / f"{name}.npy")
+        finally:
+            tmp.unlink(missing_ok=True)
         self._register(name, ntype, matrix.shape, matrix.dtype, meta)
 
     def _register(self, name: str, ntype: str, shape: Sequence[int], dtype: Any, meta: dict[str, Any]) -> None:

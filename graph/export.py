@@ -47,13 +47,13 @@ ASSERTED_BRAND = "(coalesce(b.status, '') <> 'proposed' OR EXISTS { MATCH (:Prod
 
 NODE_QUERIES: dict[str, str] = {
     "product": """
-        MATCH (p:Product)
+        MATCH (p:Product) WHERE p.id > $after
+        WITH p ORDER BY p.id LIMIT $page
         RETURN p.id AS key, p.title AS title, p.description AS description, p.content_hash AS hash,
                p.source AS source,
                [k IN keys(p) WHERE NOT k IN $system AND p[k] IS NOT NULL
                     AND (valueType(p[k]) =~ '(STRING|INTEGER|FLOAT|BOOLEAN) NOT NULL'
-                         OR valueType(p[k]) STARTS WITH 'LIST<STRING') | [k, p[k]]] AS props
-        ORDER BY key""",
+                         OR valueType(p[k]) STARTS WITH 'LIST<STRING') | [k, p[k]]] AS props""",
     "brand": "MATCH (b:Brand) WHERE " + ASSERTED_BRAND + " RETURN b.key AS key, b.name AS name ORDER BY key",
     "category": "MATCH (c:Category) RETURN c.path AS key, c.name AS name, c.level AS level ORDER BY key",
     "attribute": "MATCH (a:Attribute) RETURN a.name AS key ORDER BY key",
@@ -63,6 +63,10 @@ NODE_QUERIES: dict[str, str] = {
                v.quantity AS quantity, v.unit AS unit
         ORDER BY v.attribute, v.norm""",
 }
+
+# node types read in keyset pages (``$after``: the last key of the previous page, "" first; ``$page`` rows), in the
+# order of the unique key's index: no server-side sort of a million product records, one page in flight at a time
+PAGED = {"product"}
 
 # relation name -> (source type, target type, query returning source key `s` and target key `t`)
 EDGE_QUERIES: dict[str, tuple[str, str, str]] = {
@@ -102,8 +106,30 @@ def _fingerprint(root: Path) -> str:
     return h.hexdigest()
 
 
-def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int = 5000) -> ExportSummary:
-    """Write a snapshot of the whole product graph to ``out_dir`` (replaced atomically)."""
+def _read_pages(client: Neo4jClient, q: str, params: dict[str, Any], node: Any, ids: dict[Any, int], fh: Any,
+                page: int, fetch_size: int) -> None:
+    """Read a paged node query (``$after``, ``$page``) page after page; a retried page first drops what its failed
+    attempt wrote (the file back to the page's start, its keys forgotten)."""
+    after = ""  # keys are non-empty strings, all greater than ""
+    while True:
+        start, n0 = fh.tell(), len(ids)
+
+        def restart(start: int = start, n0: int = n0) -> None:
+            fh.seek(start)
+            fh.truncate()
+            while len(ids) > n0:
+                ids.popitem()
+
+        client.read_each(q, {**params, "after": after, "page": page}, node, restart=restart, fetch_size=fetch_size)
+        if len(ids) - n0 < page:
+            return
+        after = next(reversed(ids))
+
+
+def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int = 5000,
+                    page_size: int = 20_000) -> ExportSummary:
+    """Write a snapshot of the whole product graph to ``out_dir`` (replaced atomically). Products are read in
+    keyset pages of ``page_size`` and written as they come; edges are kept as compact integer arrays."""
     out = Path(out_dir)
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -135,7 +161,10 @@ def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int
                 fh.seek(0)
                 fh.truncate()
 
-            client.read_each(q, params, node, restart=restart_nodes, fetch_size=fetch_size)
+            if ntype in PAGED:  # keyset pages, each its own managed transaction (a retry redoes one page)
+                _read_pages(client, q, params, node, ids, fh, page_size, fetch_size)
+            else:
+                client.read_each(q, params, node, restart=restart_nodes, fetch_size=fetch_size)
         index[ntype] = ids
         counts[ntype] = len(ids)
     edge_counts: dict[str, int] = {}
