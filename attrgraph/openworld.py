@@ -140,13 +140,14 @@ def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, thre
     THE seam: when the extract package has ``combine(known, spans)`` (``known``: the model's ranking as
     ``[(display, p)]``; it returns ``extract.combine.Choice``\\ s: value, norm, p, new, span), it decides, and
     :func:`_from_choices` turns its answer into candidate dicts; ``stacker`` (the extractor's fitted
-    ``extract.Stacker``, when it has one) is passed on. Otherwise this rule (the same as that
-    function's unfitted default, a noisy-or):
+    ``extract.Stacker``, fitted on validation slots) is passed on. Without a fitted stacker no rule may
+    merge the two probabilities (a noisy-or of two calibrated sources is not calibrated: it stated
+    p = 0.9998 for known brands a span agreed with), so each candidate keeps the probability of the source
+    that ranked it:
 
-    * a span that resolves to a known value (``Span.value``) adds to that value: its probability becomes
-      ``1 - (1 - p_model) (1 - confidence)`` (either source alone suffices; a value the model did not rank
-      enters with the span's confidence), and the candidate carries the span as evidence (and an
-      ``alias`` when it resolved by a near match);
+    * a span that resolves to a known value (``Span.value``) is evidence for that value, which keeps the
+      model's calibrated probability (a value the model did not rank enters with the span's confidence);
+      the candidate carries the span as evidence (and an ``alias`` when it resolved by a near match);
     * a new span (``Span.value is None``) is a candidate of its own, ``"new": True``, with the
       extractor's calibrated confidence as its probability;
 
@@ -157,7 +158,8 @@ def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, thre
     except ImportError:  # pragma: no cover
         extract = None  # type: ignore[assignment]
     ext = getattr(extract, "combine", None) if extract is not None else None
-    if callable(ext):
+    fitted = stacker is not None and getattr(stacker, "coef", None) is not None
+    if callable(ext) and fitted:  # a combiner fitted on validation slots states one calibrated probability
         known = [(c["value"], float(c["p"])) for c in candidates]
         choices = ext(known, list(spans)) if stacker is None else ext(known, list(spans), stacker=stacker)
         return _from_choices(candidates, choices)
@@ -172,7 +174,8 @@ def combine_slot(candidates: list[dict[str, Any]], spans: Sequence[Any], *, thre
                 out.append(c)
             if "evidence" in c:  # one span per value counts (the best: spans come best first)
                 continue
-            c["p"] = 1.0 - (1.0 - float(c["p"])) * (1.0 - float(s.confidence))
+            if not float(c["p"]):  # a value the model did not rank enters with the span's confidence
+                c["p"] = float(s.confidence)
             c["extracted"] = True
             c["evidence"] = _evidence(s)
             if s.alias:

@@ -23,14 +23,15 @@ def test_the_documented_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     out = combine_slot(CANDS, [span("Navyblue", "Navy Blue", 0.8, alias=True), span("Zorblue", None, 0.5),
                                span("Teal", "Teal", 0.4)])
     by = {c["value"]: c for c in out}
-    # a span naming a known value adds to it (noisy-or), with its evidence and the alias
-    assert by["Navy Blue"]["p"] == pytest.approx(1 - 0.7 * 0.2) and by["Navy Blue"]["extracted"]
+    # a span naming a known value is evidence for it: the value keeps the model's calibrated p (no noisy-or
+    # of two calibrated sources, which states more than either supports), with the span and the alias
+    assert by["Navy Blue"]["p"] == 0.3 and by["Navy Blue"]["extracted"]
     assert by["Navy Blue"]["alias"] == {"text": "Navyblue", "norm": "navyblue"}
     assert by["Navy Blue"]["evidence"] == {"field": "title", "start": 0, "end": 8, "text": "Navyblue", "confidence": 0.8,
                                            "model": "m1"}
     # a new span is its own candidate; a known value the model did not rank enters with the span's confidence
     assert by["Zorblue"]["new"] and by["Zorblue"]["p"] == 0.5 and by["Teal"]["p"] == 0.4 and "new" not in by["Teal"]
-    assert [c["value"] for c in out] == ["Navy Blue", "Blue", "Zorblue", "Teal"]
+    assert [c["value"] for c in out] == ["Blue", "Zorblue", "Teal", "Navy Blue"]
     assert jsonable(by["Navy Blue"])["new"] is False and "new" not in jsonable(by["Blue"])
     assert CANDS[0] == {"value": "Blue", "norm": "blue", "p": 0.6}  # the model's candidates are not changed
 
@@ -47,10 +48,15 @@ def test_the_extract_packages_combiner_is_used_when_present(monkeypatch: pytest.
                 SimpleNamespace(value="Blue", norm="blue", p=0.2, new=False, span=None)]
 
     monkeypatch.setattr(extract, "combine", combine, raising=False)
-    out = combine_slot(CANDS, [span("Zorblue", None, 0.9)])
-    assert seen["known"] == [("Blue", 0.6), ("Navy Blue", 0.3)]
+    # without a fitted stacker the package's combiner is not used (its unfitted default is a noisy-or)
+    assert "known" not in seen and combine_slot(CANDS, [span("Zorblue", None, 0.9)])[0]["value"] == "Zorblue"
+    assert "known" not in seen
+    fitted = SimpleNamespace(coef=[1.0])
     with pytest.raises(TypeError):  # a fitted stacker is passed on (this stand-in takes none)
-        combine_slot(CANDS, [span("Zorblue", None, 0.9)], stacker=object())
+        combine_slot(CANDS, [span("Zorblue", None, 0.9)], stacker=fitted)
+    monkeypatch.setattr(extract, "combine", lambda known, spans, stacker=None: combine(known, spans), raising=False)
+    out = combine_slot(CANDS, [span("Zorblue", None, 0.9)], stacker=fitted)
+    assert seen["known"] == [("Blue", 0.6), ("Navy Blue", 0.3)]
     assert out[0]["new"] and out[0]["p"] == 0.7 and out[0]["evidence"]["text"] == "Zorblue"
     assert out[1] == {"value": "Blue", "norm": "blue", "p": 0.2}
 
