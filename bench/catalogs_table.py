@@ -192,6 +192,14 @@ def inputs_markdown(record: dict[str, Any], base: str = "gnn") -> str:
             f"run (negative: switching the input off loses). Variants: {legend}.\n\n{_table(header, out)}")
 
 
+def readme_block(readme: Path = README, begin: str = BEGIN, end: str = END) -> str | None:
+    """What stands between the ``begin`` and ``end`` markers of ``readme`` (None: no single such block)."""
+    doc = readme.read_text(encoding="utf-8")
+    if doc.count(begin) != 1 or doc.count(end) != 1:
+        return None
+    return doc.split(begin)[1].split(end)[0].strip("\n")
+
+
 def write_readme(text: str, readme: Path = README, begin: str = BEGIN, end: str = END) -> None:
     """Replace what stands between the ``begin`` and ``end`` markers of ``readme`` with ``text``."""
     doc = readme.read_text(encoding="utf-8")
@@ -202,6 +210,11 @@ def write_readme(text: str, readme: Path = README, begin: str = BEGIN, end: str 
     readme.write_text(f"{head}{begin}\n{text}\n{end}{tail}", encoding="utf-8")
 
 
+def _later(every: list[dict[str, Any]], rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs over all products recorded after ``rec``."""
+    return [r for r in every[every.index(rec) + 1:] if r["settings"].get("max_products") is None]
+
+
 def readme_blocks(results: Path = RESULTS, inputs: Path = INPUTS) -> dict[tuple[str, str], str]:
     """What ``--write-readme`` puts between each pair of markers: the latest complete run (with the partial
     runs since) and, when recorded, the latest input ablation."""
@@ -209,9 +222,7 @@ def readme_blocks(results: Path = RESULTS, inputs: Path = INPUTS) -> dict[tuple[
     runs = [r for r in every if is_complete(r)]
     out: dict[tuple[str, str], str] = {}
     if runs:
-        rec = runs[-1]
-        later = [r for r in every[every.index(rec) + 1:] if r["settings"].get("max_products") is None]
-        out[(BEGIN, END)] = render(rec, later)
+        out[(BEGIN, END)] = render(runs[-1], _later(every, runs[-1]))
     if inputs.exists():
         recs = [json.loads(x) for x in inputs.read_text(encoding="utf-8").splitlines() if x.strip()]
         if recs:
@@ -248,8 +259,7 @@ def main() -> None:
         rec = runs[args.run]
     except IndexError:
         sys.exit(f"--run {args.run}: there are {len(runs)} eligible runs")
-    later = [r for r in every[every.index(rec) + 1:] if r["settings"].get("max_products") is None]
-    text = render(rec, later)
+    text = render(rec, _later(every, rec))
     print(text)
     if args.write_readme:
         write_readme(text)

@@ -151,10 +151,9 @@ def scale_block(path: Path = RESULTS) -> str:
 
 
 def readme_block(readme: Path = README) -> str | None:
-    doc = readme.read_text(encoding="utf-8")
-    if doc.count(BEGIN) != 1 or doc.count(END) != 1:
-        return None
-    return doc.split(BEGIN)[1].split(END)[0].strip("\n")
+    from bench.catalogs_table import readme_block as block
+
+    return block(readme, BEGIN, END)
 
 
 def main() -> None:
