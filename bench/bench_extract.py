@@ -236,11 +236,12 @@ def part_catalog(name: str, cfg: ExtractConfig, args: Any) -> dict[str, Any]:
                                  if (p, a) in rk_valid and sp_valid.get((p, a))])
 
         def proposals(sp: dict, slots: list, seen: dict[str, set[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            """Per slot: confidence of the best new-value span (0: none), whether it is right, open-world."""
+            """Per slot: confidence of its first span when that span is a new value (0: none, or the first span
+            resolves to a known value), whether it is right, whether the slot is open-world."""
             conf, ok, open_ = [], [], []
             for p, a, tr in slots:
-                new = [s for s in sp.get((p, a), []) if s.value is None]
-                s = new[0] if new else None
+                first = sp.get((p, a), [])[:1]
+                s = first[0] if first and first[0].value is None else None
                 conf.append(s.confidence if s else 0.0)
                 ok.append(bool(s) and s.norm in tr)
                 open_.append(not (tr & seen.get(a, set())))
