@@ -69,8 +69,12 @@ def _commit() -> str:
         return "unknown"
 
 
+_COMMIT: str | None = None  # read at start: the code that ran, even if the branch moves during a long run
+
+
 def _append(rec: dict[str, Any], path: Path) -> None:
-    rec = {"bench": "extract", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _commit(), **rec}
+    rec = {"bench": "extract", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "commit": _COMMIT or _commit(), **rec}
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -305,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="an ExtractConfig field")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    global _COMMIT
+    _COMMIT = _commit()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     kw: dict[str, Any] = {}
     for o in args.option:

@@ -40,6 +40,7 @@ import numpy as np
 from .api import Span
 from .resolve import Resolver, span_norm
 from .supervision import BRAND, Doc, Example, Gazetteer, base_features, bio, locate, make_doc
+from .text import is_cjk_char
 
 FORMAT = 1
 
@@ -105,6 +106,9 @@ class CrfExtractor:
         self.known: dict[str, list[str]] = meta["known"]
         self.model_id = meta["model_id"]
         self.calibrator = meta.get("calibrator")
+        if self.calibrator and len(self.calibrator["coef"]) != N_FEATURES:
+            raise ExtractError(f"{path}: the calibrator has {len(self.calibrator['coef'])} inputs, this version "
+                               f"computes {N_FEATURES}: train the extractor again")
         self._taggers: dict[str, Any] = {}
         self._gaz: dict[str, Gazetteer] = {}
         self._res: dict[str, Resolver] = {}
@@ -183,7 +187,8 @@ class CrfExtractor:
             known = res.resolve(text)[0] is not None
             out.append(Candidate(doc, attribute, s, e, [
                 _logit(score), _logit(pb[s]), _logit(pi_min), _logit(p_stop), float(v), float(known),
-                float(doc.tokens[s].field == "title"), _logit(rate), math.log(e - s), float(known) * _logit(score)]))
+                float(doc.tokens[s].field == "title"), _logit(rate), math.log(e - s), float(known) * _logit(score),
+                *_shape_features(doc, base, s, e)]))
         return out
 
     def _confidence(self, feats: np.ndarray) -> np.ndarray:
@@ -259,6 +264,21 @@ class CrfExtractor:
                 shutil.copyfile(self.path / f, out / f)
             _write_meta(out, self.meta)
         return out
+
+
+N_FEATURES = 16  # candidate features (the calibrator's inputs)
+
+
+def _shape_features(doc: Doc, base: list[list[str]], s: int, e: int) -> list[float]:
+    """Where and what the span is: at the title's start, its position, its length in characters, all CJK or
+    all Latin, and whether its ends fall on jieba word boundaries (CJK; words are always aligned)."""
+    toks = doc.tokens
+    text = doc.span_text(s, e)[0]
+    cjk = [t.text for t in toks[s:e] if is_cjk_char(t.text)]
+    start_ok = "jb=M" not in base[s] and "jb=E" not in base[s]
+    end_ok = "jb=M" not in base[e - 1] and "jb=B" not in base[e - 1]
+    return [float(s == 0), math.log1p(s), math.log(len(text) + 1), float(len(cjk) == e - s),
+            float(not cjk and text.isascii()), float(start_ok and end_ok)]
 
 
 def _logit(p: float) -> float:
@@ -455,7 +475,7 @@ def calibration_rows(model: CrfExtractor, valid: Sequence[Example]) -> tuple[np.
                 ok = norm in truth or (resolved is not None and span_norm(resolved)[0] in truth)
                 X.append(c.feats)
                 y.append(int(ok))
-    return np.array(X, dtype=np.float64).reshape(-1, 10), np.array(y, dtype=np.int64)
+    return np.array(X, dtype=np.float64).reshape(-1, N_FEATURES), np.array(y, dtype=np.int64)
 
 
 def fit_calibrator(X: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
