@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from kb.units import norm_key
+
 from .api import Span
 from .resolve import Resolver, span_norm
 from .supervision import BRAND, Doc, Example, Gazetteer, base_features, bio, locate, make_doc
@@ -403,12 +405,15 @@ def train(examples: Sequence[Example], out_dir: str | Path, *, valid: Sequence[E
             for k in rng.choice(p["missed"], size=n_neg, replace=False).tolist():
                 sents.append((k, ["O"] * len(doc_of(k).tokens)))
         gaz = None
-        if cfg.gazetteer:  # two folds: a product sees the dictionary of the other fold's located values
+        if cfg.gazetteer:
+            # two folds by VALUE: a product sees the dictionary of the other fold's values, so its own value
+            # (and every product sharing it) never marks itself, as for a value the graph does not hold yet
             vals_by_fold: list[set[str]] = [set(), set()]
             for k, r in p["located"]:
                 d = doc_of(k)
                 for i, j in r:
-                    vals_by_fold[_fold(d.id)].add(d.span_text(i, j)[0])
+                    t = d.span_text(i, j)[0]
+                    vals_by_fold[_fold(norm_key(t))].add(t)
             gaz = [Gazetteer(vals_by_fold[1]), Gazetteer(vals_by_fold[0])]
         tr = crf.Trainer(verbose=False)
         for k, y in sents:
@@ -416,7 +421,7 @@ def train(examples: Sequence[Example], out_dir: str | Path, *, valid: Sequence[E
                 continue
             base = feats_of(k)
             if gaz is not None:
-                g = gaz[_fold(doc_of(k).id)].features(doc_of(k))
+                g = gaz[_fold(norm_key(examples[k].facts[a][0]))].features(doc_of(k))
                 base = [b + g[q] for q, b in enumerate(base)]
             tr.append(base, y)
         tr.set_params({"c1": cfg.c1, "c2": cfg.c2, "max_iterations": cfg.max_iterations,
