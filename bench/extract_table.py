@@ -95,13 +95,13 @@ def render(path: Path = RESULTS) -> str:
                          _mark(r.get("open_recall"), 0.35), _n(r.get("open_precision")),
                          f"{r['attributes_with_extractor']} / {r['attributes']}", _n(r.get("span_precision")),
                          _n(r.get("span_recall")), _n(r.get("span_f1")),
-                         f"{_n(r.get('model_hits1_closed'))} → {_n(r.get('combined_hits1_closed'))}",
+                         f"{r.get('model', 'tfidf')}: {_n(r.get('model_hits1_closed'))} → {_n(r.get('combined_hits1_closed'))}",
                          _s(r.get("extract_train_seconds")), _s(r.get("extract_predict_seconds_per_1k")),
                          _n(r.get("extract_to_model_time"), 2), _src(r)])
         lines.append(_table(["catalog", "products", "test slots", "open-world", "open-world recall @ P≥0.80 (target 0.35)",
                              "precision there", "attributes extracted", "span P", "span R", "span F1",
-                             "closed-world Hits@1: TF-IDF → combined", "extract train s", "predict s / 1k products",
-                             "extract time / TF-IDF time", "record"], rows))
+                             "closed-world Hits@1: model → combined", "extract train s", "predict s / 1k products",
+                             "extract time / model time", "record"], rows))
     return "\n".join(lines).rstrip()
 
 
