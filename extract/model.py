@@ -10,8 +10,8 @@ An attribute gets a CRF only when at least ``min_located`` of its training value
 Features per token: the token and its neighbours (case-folded), shapes, bigrams, prefixes and suffixes,
 position in the title, whitespace before it, jieba word / part of speech / position in the word for CJK
 text, measure mentions, and a dictionary match against the attribute's values *from training facts only*,
-computed across two folds during training (a product's own value never marks itself) so the CRF learns
-to read unseen values and not only to copy the dictionary.
+computed across two folds of products during training (``gazetteer_folds``) so the CRF learns to read
+unseen values and not only to copy the dictionary.
 
 Candidates per (product, attribute): the Viterbi spans and the spans that start at the most probable B
 positions; their features (marginal of B, lowest I marginal, probability that the span stops, Viterbi or
