@@ -73,11 +73,16 @@ def _summary(r: list[tuple[bool, bool, float, int, int, int]], threshold: float)
             "span_f1": float(2 * sp * sr / (sp + sr)) if sp + sr else 0.0}
 
 
-def threshold_for_precision(conf: np.ndarray, ok: np.ndarray, target: float, min_kept: int = 10) -> float:
+def threshold_for_precision(conf: np.ndarray, ok: np.ndarray, target: float, min_kept: int = 10, z: float = 0.0) -> float:
     """The lowest confidence threshold whose kept predictions reach ``target`` precision (on the data given:
-    call it on validation, apply it to test); 1.0 (keep nothing) when none does."""
+    call it on validation, apply it to test); 1.0 (keep nothing) when none does. ``z > 0``: the precision
+    must reach ``target`` at its Wilson lower bound (z = 1.2816: one-sided 90%), so a small validation set
+    does not pick a threshold that reaches the target only by chance."""
     order = np.argsort(-conf, kind="stable")
     c, o = conf[order], ok[order].astype(float)
-    prec = np.cumsum(o) / np.arange(1, len(o) + 1)
+    n = np.arange(1, len(o) + 1)
+    prec = np.cumsum(o) / n
+    if z > 0:
+        prec = (prec + z * z / (2 * n) - z * np.sqrt(prec * (1 - prec) / n + z * z / (4 * n * n))) / (1 + z * z / n)
     good = [k for k in range(len(o)) if prec[k] >= target and k + 1 >= min_kept and (k + 1 == len(o) or c[k + 1] < c[k])]
     return float(c[good[-1]]) if good else 1.0

@@ -10,8 +10,8 @@ An attribute gets a CRF only when at least ``min_located`` of its training value
 Features per token: the token and its neighbours (case-folded), shapes, bigrams, prefixes and suffixes,
 position in the title, whitespace before it, jieba word / part of speech / position in the word for CJK
 text, measure mentions, and a dictionary match against the attribute's values *from training facts only*,
-computed across two folds during training (a product's own value never marks itself) so the CRF learns
-to read unseen values and not only to copy the dictionary.
+computed across two folds of products during training (``gazetteer_folds``) so the CRF learns to read
+unseen values and not only to copy the dictionary.
 
 Candidates per (product, attribute): the Viterbi spans and the spans that start at the most probable B
 positions; their features (marginal of B, lowest I marginal, probability that the span stops, Viterbi or
@@ -37,9 +37,12 @@ from typing import Any
 
 import numpy as np
 
+from kb.units import norm_key
+
 from .api import Span
 from .resolve import Resolver, span_norm
 from .supervision import BRAND, Doc, Example, Gazetteer, base_features, bio, locate, make_doc
+from .text import is_cjk_char
 
 FORMAT = 1
 
@@ -69,6 +72,7 @@ class ExtractConfig:
     c2: float = 0.01
     max_iterations: int = 200
     gazetteer: bool = True
+    gazetteer_folds: str = "product"  # "product" | "value": how training hides a product's own value from it
     candidates: int = 4  # extra candidates from the most probable B positions
     seed: int = 0
 
@@ -105,6 +109,9 @@ class CrfExtractor:
         self.known: dict[str, list[str]] = meta["known"]
         self.model_id = meta["model_id"]
         self.calibrator = meta.get("calibrator")
+        if self.calibrator and len(self.calibrator["coef"]) != N_FEATURES:
+            raise ExtractError(f"{path}: the calibrator has {len(self.calibrator['coef'])} inputs, this version "
+                               f"computes {N_FEATURES}: train the extractor again")
         self._taggers: dict[str, Any] = {}
         self._gaz: dict[str, Gazetteer] = {}
         self._res: dict[str, Resolver] = {}
@@ -183,7 +190,8 @@ class CrfExtractor:
             known = res.resolve(text)[0] is not None
             out.append(Candidate(doc, attribute, s, e, [
                 _logit(score), _logit(pb[s]), _logit(pi_min), _logit(p_stop), float(v), float(known),
-                float(doc.tokens[s].field == "title"), _logit(rate), math.log(e - s), float(known) * _logit(score)]))
+                float(doc.tokens[s].field == "title"), _logit(rate), math.log(e - s), float(known) * _logit(score),
+                *_shape_features(doc, base, s, e)]))
         return out
 
     def _confidence(self, feats: np.ndarray) -> np.ndarray:
@@ -261,6 +269,21 @@ class CrfExtractor:
         return out
 
 
+N_FEATURES = 16  # candidate features (the calibrator's inputs)
+
+
+def _shape_features(doc: Doc, base: list[list[str]], s: int, e: int) -> list[float]:
+    """Where and what the span is: at the title's start, its position, its length in characters, all CJK or
+    all Latin, and whether its ends fall on jieba word boundaries (CJK; words are always aligned)."""
+    toks = doc.tokens
+    text = doc.span_text(s, e)[0]
+    cjk = [t.text for t in toks[s:e] if is_cjk_char(t.text)]
+    start_ok = "jb=M" not in base[s] and "jb=E" not in base[s]
+    end_ok = "jb=M" not in base[e - 1] and "jb=B" not in base[e - 1]
+    return [float(s == 0), math.log1p(s), math.log(len(text) + 1), float(len(cjk) == e - s),
+            float(not cjk and text.isascii()), float(start_ok and end_ok)]
+
+
 def _logit(p: float) -> float:
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
@@ -302,6 +325,8 @@ def train(examples: Sequence[Example], out_dir: str | Path, *, valid: Sequence[E
     from graph.settings import private_dir
 
     cfg = config or ExtractConfig()
+    if cfg.gazetteer_folds not in ("product", "value"):
+        raise ExtractError(f"gazetteer_folds must be 'product' or 'value', got {cfg.gazetteer_folds!r}")
     say = progress or (lambda s: None)
     crf = _crfsuite()
     examples = list(examples)
@@ -383,12 +408,21 @@ def train(examples: Sequence[Example], out_dir: str | Path, *, valid: Sequence[E
             for k in rng.choice(p["missed"], size=n_neg, replace=False).tolist():
                 sents.append((k, ["O"] * len(doc_of(k).tokens)))
         gaz = None
-        if cfg.gazetteer:  # two folds: a product sees the dictionary of the other fold's located values
+        by_value = cfg.gazetteer_folds == "value"
+
+        def fold_of(k: int) -> int:
+            return _fold(norm_key(examples[k].facts[a][0])) if by_value else _fold(examples[k].id)
+
+        if cfg.gazetteer:
+            # two folds: a product sees the dictionary of the other fold's located values. By product (default):
+            # a value shared by products of both folds does mark; by value: a product's own value never does
+            # (measured: on Taobao the CRF then learns that a dictionary match is *not* the brand, 0.57 exact
+            # on test against 0.69 by product)
             vals_by_fold: list[set[str]] = [set(), set()]
             for k, r in p["located"]:
                 d = doc_of(k)
                 for i, j in r:
-                    vals_by_fold[_fold(d.id)].add(d.span_text(i, j)[0])
+                    vals_by_fold[fold_of(k)].add(d.span_text(i, j)[0])
             gaz = [Gazetteer(vals_by_fold[1]), Gazetteer(vals_by_fold[0])]
         tr = crf.Trainer(verbose=False)
         for k, y in sents:
@@ -396,7 +430,7 @@ def train(examples: Sequence[Example], out_dir: str | Path, *, valid: Sequence[E
                 continue
             base = feats_of(k)
             if gaz is not None:
-                g = gaz[_fold(doc_of(k).id)].features(doc_of(k))
+                g = gaz[fold_of(k)].features(doc_of(k))
                 base = [b + g[q] for q, b in enumerate(base)]
             tr.append(base, y)
         tr.set_params({"c1": cfg.c1, "c2": cfg.c2, "max_iterations": cfg.max_iterations,
@@ -455,7 +489,7 @@ def calibration_rows(model: CrfExtractor, valid: Sequence[Example]) -> tuple[np.
                 ok = norm in truth or (resolved is not None and span_norm(resolved)[0] in truth)
                 X.append(c.feats)
                 y.append(int(ok))
-    return np.array(X, dtype=np.float64).reshape(-1, 10), np.array(y, dtype=np.int64)
+    return np.array(X, dtype=np.float64).reshape(-1, N_FEATURES), np.array(y, dtype=np.int64)
 
 
 def fit_calibrator(X: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
