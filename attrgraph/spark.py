@@ -50,7 +50,7 @@ import numpy as np
 
 from graph import writeback as wb
 from graph.connection import Neo4jClient
-from graph.export import EDGE_QUERIES, NODE_QUERIES, SNAPSHOT_FORMAT, SYSTEM_PRODUCT_PROPERTIES, ExportSummary, _fingerprint
+from graph.export import EDGE_QUERIES, NODE_QUERIES, SNAPSHOT_FORMAT, SYSTEM_PRODUCT_PROPERTIES, ExportSummary, _fingerprint, replace_dir
 from graph.runs import LOCK_NAME, LockLost, lock_state, now
 from graph.settings import LocalNeo4jSettings, Neo4jSettings
 
@@ -312,14 +312,7 @@ def export_snapshot_spark(spark: Any, settings: Neo4jSettings, out_dir: str | Pa
         "engine": {"name": "spark", "partitions": partitions},
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    if out.exists():
-        old = out.with_name(out.name + f".old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(out)
+    replace_dir(tmp, out)
     return ExportSummary(out, counts, edge_counts, fp, time.perf_counter() - t0)
 
 

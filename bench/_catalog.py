@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from gnn.text import product_text
-from ingest import shipped_mapping
-from ingest.errors import RowError
+import ingest
 from ingest.mapping import MappedProduct, Mapping
-from ingest.readers import format_of, get_reader, open_binary
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 CATALOGS = {  # shipped mapping name -> catalog file
@@ -28,25 +26,7 @@ CATALOGS = {  # shipped mapping name -> catalog file
 
 def read_products(path: str | Path, mapping: str | Mapping, limit: int | None = None) -> list[MappedProduct]:
     """The mapped products of a catalog file, in file order (at most ``limit`` rows read)."""
-    path = Path(path)
-    m = mapping if isinstance(mapping, Mapping) else shipped_mapping(mapping)
-    reader = get_reader(m.format or format_of(path))
-    out: list[MappedProduct] = []
-    seen: set[str] = set()
-    with open_binary(path) as stream:
-        for n, (_, rec) in enumerate(reader(stream, **m.csv)):
-            if limit is not None and n >= limit:
-                break
-            if isinstance(rec, RowError):
-                continue
-            try:
-                p = m.apply(rec)
-            except RowError:
-                continue
-            if p.id not in seen:
-                seen.add(p.id)
-                out.append(p)
-    return out
+    return ingest.read_products(path, mapping, limit)
 
 
 def catalog_names(ap: Any, text: str, valid: Any) -> list[str]:

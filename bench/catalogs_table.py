@@ -136,12 +136,16 @@ def later_markdown(base: dict[str, Any], later: list[dict[str, Any]]) -> str:
     return _table(header, rows)
 
 
+def _commit(record: dict[str, Any]) -> str:
+    """The record's commit, with the files it had uncommitted changes to."""
+    dirty = record.get("uncommitted_changes")
+    return record["commit"] + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else "")
+
+
 def render(record: dict[str, Any], later: list[dict[str, Any]] | None = None) -> str:
     st = record["settings"]
     size = "all products" if st.get("max_products") is None else f"first {st['max_products']} rows"
-    dirty = record.get("uncommitted_changes")
-    commit = record["commit"] + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else "")
-    return (f"Recorded {record['when']} (commit {commit}; {size}; seed {st['seed']}; encoder "
+    return (f"Recorded {record['when']} (commit {_commit(record)}; {size}; seed {st['seed']}; encoder "
             f"{st.get('encoder') or '—'} ({st.get('text_cache', 'default')} text cache); {st['threads']} threads; {record['seconds']:,.0f} s in all, max RSS "
             f"{record['max_rss_mb']:,.0f} MB), rendered by `bench/catalogs_table.py` from "
             f"`bench/results/catalogs.jsonl`:\n\n{catalogs_markdown(record)}\n\n{table_markdown(record)}"
@@ -184,9 +188,7 @@ def inputs_markdown(record: dict[str, Any], base: str = "gnn") -> str:
                        for m in variants)
     st = record["settings"]
     size = "all products" if st.get("max_products") is None else f"the first {st['max_products']:,} rows of each catalog"
-    dirty = record.get("uncommitted_changes")
-    commit = record["commit"] + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else "")
-    return (f"Recorded {record['when']} (commit {commit}; {size}; seed {st['seed']}; encoder {st.get('encoder') or '—'}; "
+    return (f"Recorded {record['when']} (commit {_commit(record)}; {size}; seed {st['seed']}; encoder {st.get('encoder') or '—'}; "
             f"{st['threads']} threads; {record['seconds']:,.0f} s in all), rendered by `bench/catalogs_table.py "
             f"--inputs` from `bench/results/inputs.jsonl`. Differences in Hits@1 points against `{base}` of the same "
             f"run (negative: switching the input off loses). Variants: {legend}.\n\n{_table(header, out)}")

@@ -50,28 +50,9 @@ def examples_from_products(products: Sequence[Any]) -> list[Example]:
 def examples_from_catalog(path: str | Path, mapping: str, limit: int | None = None) -> list[Example]:
     """Examples from a catalog file read through a mapping (a shipped name or a YAML path), as ingest reads
     it: rejected rows and repeated ids are skipped."""
-    from ingest import shipped_mapping
-    from ingest.errors import RowError
-    from ingest.mapping import Mapping
-    from ingest.readers import format_of, get_reader, open_binary
+    from ingest import read_products
 
-    m = Mapping.load(Path(mapping)) if str(mapping).endswith((".yaml", ".yml")) else shipped_mapping(mapping)
-    reader = get_reader(m.format or format_of(Path(path)))
-    rows, seen = [], set()
-    with open_binary(Path(path)) as stream:
-        for n, (_, rec) in enumerate(reader(stream, **m.csv)):
-            if limit is not None and n >= limit:
-                break
-            if isinstance(rec, RowError):
-                continue
-            try:
-                p = m.apply(rec)
-            except RowError:
-                continue
-            if p.id not in seen:
-                seen.add(p.id)
-                rows.append(p)
-    return examples_from_products(rows)
+    return examples_from_products(read_products(path, mapping, limit))
 
 
 def dedup_titles(examples: Sequence[Example]) -> list[Example]:

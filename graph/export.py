@@ -96,6 +96,18 @@ def _key(k: Any) -> Any:
     return tuple(k) if isinstance(k, list) else k
 
 
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Put the finished directory ``tmp`` in place of ``out`` (renames: a reader sees the old or the new one)."""
+    if out.exists():
+        old = out.with_name(out.name + f".old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(out)
+
+
 def _fingerprint(root: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(list((root / "nodes").glob("*.jsonl")) + list((root / "edges").glob("*.npy"))):
@@ -196,12 +208,5 @@ def export_snapshot(client: Neo4jClient, out_dir: str | Path, *, fetch_size: int
         "fingerprint": fp,
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    if out.exists():
-        old = out.with_name(out.name + f".old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(out)
+    replace_dir(tmp, out)
     return ExportSummary(out, counts, edge_counts, fp, time.perf_counter() - t0)
