@@ -35,7 +35,7 @@ import numpy as np
 
 from .protocol import FactSplit
 
-FLOOR = float(np.log(1e-6))  # log-probability of a candidate the classifier never saw
+FLOOR = float(np.log(1e-6))  # the lowest log-probability the prior states
 
 
 def key_folds(keys: Sequence[Any], n_folds: int = 2) -> np.ndarray:
@@ -58,6 +58,9 @@ class TextPrior:
         # models[2]: fitted on every training fact (refit), for facts no classifier saw
         self.models: list[dict[int, Any]] = [{}, {}, {}] if refit else [{}, {}]
         self.num_candidates: dict[int, int] = {}
+        # unseen[fold][attribute]: the probability that a fact's value is one this classifier never saw,
+        # shared by those candidates (see logp)
+        self.unseen: list[dict[int, float]] = [{} for _ in self.models]
 
     def fit(self, X: Any, split: FactSplit, fit_pairs: np.ndarray, folds: np.ndarray,
             deadline: float | None = None) -> "TextPrior":
@@ -81,8 +84,15 @@ class TextPrior:
             for f in (0, 1):
                 other = folds[p_all] != f  # fold f's classifiers learn from the other fold's products
                 jobs.append((f, a, p_all[other], y_all[other]))
+                # measured: the share of fold f's facts whose value the other fold never shows (Jeffreys-smoothed)
+                mine = y_all[~other]
+                k = int((~np.isin(mine, y_all[other])).sum())
+                self.unseen[f][a] = (k + 0.5) / (len(mine) + 1.0)
             if self.refit:
                 jobs.append((2, a, p_all, y_all))
+                # Good-Turing: the chance that the next fact's value is new is the share of values seen once
+                _, counts = np.unique(y_all, return_counts=True)
+                self.unseen[2][a] = (int((counts == 1).sum()) + 0.5) / (len(y_all) + 1.0)
         jobs.sort(key=lambda j: -len(j[2]) * max(1, len(np.unique(j[3]))))
 
         def one(p: np.ndarray, y: np.ndarray) -> tuple[Any, str]:
@@ -156,6 +166,7 @@ class TextPrior:
         d.setdefault("max_lr_classes", 10**9)
         d.setdefault("centroid_scale", 10.0)
         d.setdefault("methods", {})
+        d.setdefault("unseen", [{} for _ in d.get("models", ())])  # (a checkpoint from before: FLOOR for unseen values)
         self.__dict__.update(d)
 
     def logp(self, attribute: int, X_rows: Any, folds: np.ndarray | None, num_candidates: int | None = None) -> np.ndarray:
@@ -164,7 +175,14 @@ class TextPrior:
 
         ``folds=None`` is for facts no classifier was fitted on (validation, test, missing slots) --
         never for training facts: the refitted classifiers score them, or (a prior without refit)
-        the average of both folds' probabilities."""
+        the average of both folds' probabilities.
+
+        A candidate the classifier never saw (a value absent from its training facts) is not ruled out:
+        the classifier's probabilities are scaled by 1 - u and the unseen candidates share u, the
+        probability that a fact's value is one the classifier never saw (``unseen``: measured on the
+        other fold for the cross-fitted classifiers, Good-Turing for the refitted ones). Before, such a
+        candidate got ``FLOOR``, which on a long-tail attribute (a marketplace's brands) told the model
+        in training that a third of the true values were impossible."""
         if folds is None and len(self.models) > 2:
             return self.logp(attribute, X_rows, np.full(X_rows.shape[0], 2, np.int8), num_candidates)
         if folds is None:
@@ -185,12 +203,18 @@ class TextPrior:
                     continue
                 out[rows] = -np.log(C)  # no training fact: uniform
                 continue
+            classes = np.array([m], np.int64) if isinstance(m, int) else m[2]
+            n_unseen = C - len(classes)
+            u = self.unseen[f].get(attribute) if f < len(self.unseen) and n_unseen > 0 else None
+            if u is not None:
+                out[rows] = max(float(np.log(u / n_unseen)), FLOOR)
+            shift = float(np.log1p(-u)) if u is not None else 0.0
             if isinstance(m, int):
-                out[rows, m] = 0.0
+                out[rows, m] = shift
                 continue
             W, b, classes = m
             z = (X_rows[rows] @ W).toarray() + b
             z = z - z.max(1, keepdims=True)
             lp = z - np.log(np.exp(z).sum(1, keepdims=True))
-            out[np.ix_(rows, classes)] = np.maximum(lp, FLOOR)
+            out[np.ix_(rows, classes)] = np.maximum(lp + shift, FLOOR)
         return out

@@ -460,3 +460,32 @@ def test_padded_loss_equals_the_per_attribute_loss(tmp_path: Path, smoothing: fl
         grads.append(torch.cat([m.net.prior_w.grad.ravel(), m.cand_bias.grad.ravel(), m.net.rel.weight.grad.ravel()]))
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_prior_gives_values_it_never_saw_their_measured_share(snap: Snapshot, split: Any) -> None:
+    """A candidate the classifier never saw is not ruled out: the unseen candidates share the probability
+    that a fact's value is new to the classifier (measured on the other fold; Good-Turing for the refit),
+    and the log-probabilities still sum to one."""
+    from gnn.prior import FLOOR, TextPrior, key_folds
+
+    m = GnnCompletionModel(**{**FAST, "text_prior": False}).fit(snap, split)  # for its TF-IDF rows
+    X = m._runtime["tfidf_csr"]
+    folds = key_folds(snap.keys("product"))
+    fit = _fit_pairs(split, ("train",))
+    prior = TextPrior().fit(X, split, fit, folds)
+    checked = 0
+    for a in range(split.num_attributes):
+        C = split.num_candidates(a)
+        for f in (0, 1, 2):
+            model = prior.models[f].get(a)
+            if not isinstance(model, tuple) or C - len(model[2]) == 0:
+                continue
+            unseen = np.setdiff1d(np.arange(C), model[2])
+            lp = prior.logp(a, X[np.arange(12)], np.full(12, f, np.int8), C)
+            u = prior.unseen[f][a]
+            assert 0 < u < 1
+            np.testing.assert_allclose(lp[:, unseen], max(np.log(u / len(unseen)), FLOOR), rtol=1e-5)
+            assert (lp[:, unseen] > FLOOR).all()
+            np.testing.assert_allclose(np.exp(lp).sum(1), 1.0, atol=1e-3)
+            checked += 1
+    assert checked > 0
