@@ -44,7 +44,12 @@ class Numeric(RuleType):
     expected unit and inside a range: the declared range of the nearest category on the product's path
     (a range without ``category`` applies everywhere), else a range learned from the nearest category
     with ``min_count`` measured values: ``[q_low / factor, q_high * factor]``. Values that are not
-    numbers are left to ``domain`` rules."""
+    numbers are left to ``domain`` rules.
+
+    Without a declared ``unit``, an attribute whose numeric facts are plain numbers (at least ``min_count``
+    of them, and at most 5% measures with a unit: a count, a shelf life in months) is judged as plain
+    numbers: its range is learned from them, and a measure with a unit ("3 kg" for a number of pockets) is
+    reported as not a plain number."""
 
     name = "numeric"
     summary = ("A measure must be sane after unit normalisation: the expected unit, within a range "
@@ -134,6 +139,7 @@ class _Numeric(Compiled):
                 if c is not None:
                     self.declared[c] = r
         self._unit_cache: dict[int, int] = {}
+        self._plain_cache: dict[int, bool] = {}
         self._measured: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._range_cache: dict[tuple[int, int], tuple[float, float, str] | None] = {}
 
@@ -144,6 +150,8 @@ class _Numeric(Compiled):
             return -1
         if self.p.unit is not None:
             return UNITS.index(self.p.unit)
+        if self.plain_attribute(a):
+            return -1
         if a not in self._unit_cache:
             cat, va = self.ctx.catalog, self.ctx.values
             fv = cat.fact_value[va.attr[cat.fact_value] == a]
@@ -152,13 +160,34 @@ class _Numeric(Compiled):
             self._unit_cache[a] = int(np.bincount(units).argmax()) if len(units) else -1
         return self._unit_cache[a]
 
+    def plain_attribute(self, a: int) -> bool:
+        """Without a declared unit: the attribute's numeric facts are plain numbers (at least the learned
+        ``min_count`` of them, at most 5% measures with a unit)."""
+        if self.plain or self.p.unit is not None or a < 0:
+            return False
+        if a not in self._plain_cache:
+            cat, va = self.ctx.catalog, self.ctx.values
+            fv = cat.fact_value[va.attr[cat.fact_value] == a]
+            n_unit = int((va.unit[fv] >= 0).sum())
+            n_plain = int((~np.isnan(va.number[fv]) & np.isnan(va.qty[fv])).sum())
+            need = self.p.learn.min_count if self.p.learn is not None else 1
+            self._plain_cache[a] = n_plain >= need and n_unit <= 0.05 * (n_plain + n_unit)
+        return self._plain_cache[a]
+
+    @staticmethod
+    def _as_plain(va: ValueArrays) -> tuple[np.ndarray, np.ndarray]:
+        """(number, unit code) per value read as a plain number: -1 for a plain number, the unit of a
+        measure (its quantity), -2 for neither."""
+        num = va.number
+        plain = ~np.isnan(num) & np.isnan(va.qty)
+        q = np.where(plain, num, va.qty)
+        u = np.where(plain, -1, np.where(np.isnan(va.qty), -2, va.unit)).astype(np.int8)
+        return q, u
+
     def _measure(self, va: ValueArrays) -> tuple[np.ndarray, np.ndarray]:
         """(quantity, unit code) per value; plain numbers when ``unit: none``."""
         if self.plain:  # a measure with a unit is kept, to be reported as not a plain number
-            num = ~np.isnan(va.number)
-            q = np.where(num, va.number, va.qty)
-            u = np.where(num, -1, np.where(np.isnan(va.qty), -2, va.unit)).astype(np.int8)
-            return q, u
+            return self._as_plain(va)
         return va.qty, va.unit
 
     # -- ranges ------------------------------------------------------------------------------
@@ -166,7 +195,7 @@ class _Numeric(Compiled):
         """(leaf category, quantity) of the asserted facts of attribute ``a`` in its expected unit."""
         if a not in self._measured:
             cat, va = self.ctx.catalog, self.ctx.values
-            q, u = self._measure(va)
+            q, u = self._as_plain(va) if self.plain_attribute(a) else self._measure(va)
             fv = cat.fact_value
             ok = (va.attr[fv] == a) & ~np.isnan(q[fv]) & (u[fv] == self.expected_unit(a))
             leaf = cat.product_category[cat.fact_product[ok]]
@@ -209,6 +238,12 @@ class _Numeric(Compiled):
         q_vocab, u_vocab = self._measure(self.ctx.values)
         q = rows.per_value(q_vocab, lambda e: self._measure(e)[0], np.nan)
         u = rows.per_value(u_vocab.astype(np.int8), lambda e: self._measure(e)[1].astype(np.int8), -2)
+        plain_attrs = [a for a in unique(rows.attribute[sel]).tolist() if self.plain_attribute(a)]
+        if plain_attrs:  # rows of attributes judged as plain numbers read their value as one
+            pq, pu = self._as_plain(self.ctx.values)
+            rp = sel & np.isin(rows.attribute, plain_attrs)
+            q = np.where(rp, rows.per_value(pq, lambda e: self._as_plain(e)[0], np.nan), q)
+            u = np.where(rp, rows.per_value(pu, lambda e: self._as_plain(e)[1], -2), u).astype(np.int8)
         sel &= ~np.isnan(q)
         table = np.full(len(self.ctx.attributes), -1, np.int8)
         for a in unique(rows.attribute[sel]).tolist():
@@ -224,6 +259,11 @@ class _Numeric(Compiled):
         wrong_unit = sel & (exp >= 0) & (u != exp)
         if self.plain:
             wrong_unit = sel & (u != -1)
+        elif self.p.unit is None:  # attributes judged as plain numbers: a measure with a unit is wrong
+            table = np.zeros(len(self.ctx.attributes), bool)
+            for a in unique(rows.attribute[sel]).tolist():
+                table[a] = self.plain_attribute(a)
+            wrong_unit |= sel & rows.take_attribute(table, False) & (u != -1)
         check = sel & ~wrong_unit
         idx = np.flatnonzero(check)
         out = wrong_unit
@@ -245,7 +285,7 @@ class _Numeric(Compiled):
         r = rows.row(i)
         sel, q, u, exp = self._rows_state(r)
         a, c = int(r.attribute[0]), int(r.category[0])
-        if self.plain and u[0] != -1:
+        if (self.plain or self.plain_attribute(a)) and u[0] != -1:
             return {"problem": "it should be a plain number without a unit"}
         if exp[0] >= 0 and u[0] != exp[0]:
             got = UNITS[u[0]] if u[0] >= 0 else "no unit"

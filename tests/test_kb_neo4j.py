@@ -202,10 +202,39 @@ def expected_violations(raw: Raw) -> dict[str, set[tuple[str, str, str]]]:
     for p, b in raw.brand.items():
         if brand_total[b] - 1 >= 5 and brand_root[(b, raw.path[p].split(" > ")[0])] - 1 < 1:
             out["brand-category"].add((p, "brand", b))
+    def plain_number(f: RawFact) -> float | None:
+        if f.qty is not None:
+            return None
+        try:
+            return float(f.norm)
+        except ValueError:
+            return None
+
     measured: dict[str, list[RawFact]] = defaultdict(list)
+    plain: dict[str, list[RawFact]] = defaultdict(list)
     for f in F:
         if f.qty is not None:
             measured[f.attribute].append(f)
+        elif plain_number(f) is not None:
+            plain[f.attribute].append(f)
+    for a in list(plain):  # attributes of plain numbers (20+, at most 5% measures): judged as plain numbers
+        if len(plain[a]) >= 20 and len(measured.get(a, ())) <= 0.05 * (len(plain[a]) + len(measured.get(a, ()))):
+            for f in measured.pop(a, ()):
+                out["numeric-sanity"].add(key(f))  # a measure with a unit where plain numbers are expected
+            below: dict[str, list[float]] = defaultdict(list)
+            for g in plain[a]:
+                for n in nodes(raw.path[g.product]):
+                    below[n].append(plain_number(g))
+            for f in plain[a]:
+                for n in nodes(raw.path[f.product]):
+                    qs = below[n]
+                    if len(qs) < 20:
+                        continue
+                    lo, hi = np.quantile(qs, [0.05, 0.95])
+                    lo, hi = (lo / 10 if lo > 0 else lo * 10), (hi * 10 if hi > 0 else hi / 10)
+                    if not lo <= plain_number(f) <= hi:
+                        out["numeric-sanity"].add(key(f))
+                    break
     for a, fs in measured.items():  # numeric sanity, learned
         units = Counter(f.unit for f in fs)
         unit = min(units, key=lambda u: (-units[u], UNITS.index(u)))
