@@ -1311,11 +1311,10 @@ class GnnCompletionModel(Baseline):
         cmap = self.__dict__.get("_cand_map")
         if cmap is None:
             return torch.as_tensor(self.prior.logp(attribute, X, folds, self.split.num_candidates(attribute)))
-        from .prior import FLOOR
-
         oa, idx = int(self._attr_row(attribute)), cmap[attribute]
         old = self.prior.logp(oa, X, folds)
-        out = np.full((len(products), len(idx)), FLOOR, np.float32)
+        # a candidate new since training is one the classifiers never saw: it gets an unseen value's share
+        out = np.full((len(products), len(idx)), self.prior.unseen_logp(oa), np.float32)
         ok = idx >= 0
         if old.shape[1]:
             out[:, ok] = old[:, idx[ok]]

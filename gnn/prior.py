@@ -169,6 +169,18 @@ class TextPrior:
         d.setdefault("unseen", [{} for _ in d.get("models", ())])  # (a checkpoint from before: FLOOR for unseen values)
         self.__dict__.update(d)
 
+    def unseen_logp(self, attribute: int, num_candidates: int | None = None) -> float:
+        """The log-probability the refitted classifiers give each candidate they never saw (``FLOOR`` when
+        they saw every candidate or carry no unseen share): also what a candidate new since training gets."""
+        C = self.num_candidates.get(attribute, 0) if num_candidates is None else num_candidates
+        f = len(self.models) - 1
+        m = self.models[f].get(attribute)
+        seen = 0 if m is None else (1 if isinstance(m, int) else len(m[2]))
+        u = self.unseen[f].get(attribute) if f < len(self.unseen) else None
+        if u is None or C - seen <= 0:
+            return FLOOR
+        return max(float(np.log(u / (C - seen))), FLOOR)
+
     def logp(self, attribute: int, X_rows: Any, folds: np.ndarray | None, num_candidates: int | None = None) -> np.ndarray:
         """float32 [M, C_a]: log-probabilities of the attribute's candidates for M products (their TF-IDF
         rows and folds), each from the classifiers of its own fold (fitted without it).

@@ -462,13 +462,18 @@ def test_padded_loss_equals_the_per_attribute_loss(tmp_path: Path, smoothing: fl
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
-def test_prior_gives_values_it_never_saw_their_measured_share(snap: Snapshot, split: Any) -> None:
+def test_prior_gives_values_it_never_saw_their_measured_share(tmp_path: Path) -> None:
     """A candidate the classifier never saw is not ruled out: the unseen candidates share the probability
     that a fact's value is new to the classifier (measured on the other fold; Good-Turing for the refit),
     and the log-probabilities still sum to one."""
     from gnn.prior import FLOOR, TextPrior, key_folds
 
-    m = GnnCompletionModel(**{**FAST, "text_prior": False}).fit(snap, split)  # for its TF-IDF rows
+    records = brand_catalog()
+    for i, r in enumerate(records):  # a long-tail attribute: most values on one or two products
+        r["facts"]["model"] = [f"m{(i * 7) % 200}"]
+    snap = load_snapshot(write_snapshot(tmp_path / "snap", records))
+    split = make_split(snap, seed=0, cold_share=0.0, include_brand=False)
+    m = GnnCompletionModel(**{**FAST, "text_prior": False, "epochs": 1}).fit(snap, split)  # for its TF-IDF rows
     X = m._runtime["tfidf_csr"]
     folds = key_folds(snap.keys("product"))
     fit = _fit_pairs(split, ("train",))
@@ -487,5 +492,7 @@ def test_prior_gives_values_it_never_saw_their_measured_share(snap: Snapshot, sp
             np.testing.assert_allclose(lp[:, unseen], max(np.log(u / len(unseen)), FLOOR), rtol=1e-5)
             assert (lp[:, unseen] > FLOOR).all()
             np.testing.assert_allclose(np.exp(lp).sum(1), 1.0, atol=1e-3)
+            if f == 2:  # what a candidate new since training gets after rebind
+                assert prior.unseen_logp(a, C) == pytest.approx(float(lp[0, unseen[0]]), rel=1e-5)
             checked += 1
     assert checked > 0
