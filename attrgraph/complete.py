@@ -62,7 +62,7 @@ from graph import ProductGraph
 from graph import runs as runs_db
 from graph import writeback as wb
 from graph.errors import GraphError
-from graph.export import export_snapshot
+from graph.export import export_snapshot, replace_dir
 from graph.settings import attrgraph_home, private_dir
 
 Progress = Callable[[str], None]
@@ -583,14 +583,8 @@ def choose_model(snap: Any, cfg: CompletionConfig, model_dir: Path, say: Progres
     (tmp / "meta.json").write_text(json.dumps({"version": version, "signature": cfg.model_signature(),
                                                "snapshot": snap.fingerprint, "config": cfg.to_dict()},
                                               indent=1, default=str), encoding="utf-8")
-    if model_dir.exists():
-        old = model_dir.with_name(model_dir.name + f".old-{os.getpid()}")
-        model_dir.rename(old)
-        tmp.rename(model_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        private_dir(model_dir.parent)
-        tmp.rename(model_dir)
+    private_dir(model_dir.parent)
+    replace_dir(tmp, model_dir)
     return ModelChoice(pred, version, "trained", reason, vt, share)
 
 

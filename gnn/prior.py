@@ -169,6 +169,13 @@ class TextPrior:
         d.setdefault("unseen", [{} for _ in d.get("models", ())])  # (a checkpoint from before: FLOOR for unseen values)
         self.__dict__.update(d)
 
+    def _unseen(self, f: int, attribute: int, C: int, n_seen: int) -> float | None:
+        """The unseen share u of classifier set ``f`` for the attribute, when some of its ``C`` candidates are
+        unseen (None: every candidate seen, or no share: a checkpoint from before)."""
+        if C - n_seen <= 0 or f >= len(self.unseen):
+            return None
+        return self.unseen[f].get(attribute)
+
     def unseen_logp(self, attribute: int, num_candidates: int | None = None) -> float:
         """The log-probability the refitted classifiers give each candidate they never saw (``FLOOR`` when
         they saw every candidate or carry no unseen share): also what a candidate new since training gets."""
@@ -176,10 +183,8 @@ class TextPrior:
         f = len(self.models) - 1
         m = self.models[f].get(attribute)
         seen = 0 if m is None else (1 if isinstance(m, int) else len(m[2]))
-        u = self.unseen[f].get(attribute) if f < len(self.unseen) else None
-        if u is None or C - seen <= 0:
-            return FLOOR
-        return max(float(np.log(u / (C - seen))), FLOOR)
+        u = self._unseen(f, attribute, C, seen)
+        return FLOOR if u is None else max(float(np.log(u / (C - seen))), FLOOR)
 
     def logp(self, attribute: int, X_rows: Any, folds: np.ndarray | None, num_candidates: int | None = None) -> np.ndarray:
         """float32 [M, C_a]: log-probabilities of the attribute's candidates for M products (their TF-IDF
@@ -215,11 +220,10 @@ class TextPrior:
                     continue
                 out[rows] = -np.log(C)  # no training fact: uniform
                 continue
-            classes = np.array([m], np.int64) if isinstance(m, int) else m[2]
-            n_unseen = C - len(classes)
-            u = self.unseen[f].get(attribute) if f < len(self.unseen) and n_unseen > 0 else None
+            n_seen = 1 if isinstance(m, int) else len(m[2])
+            u = self._unseen(f, attribute, C, n_seen)
             if u is not None:
-                out[rows] = max(float(np.log(u / n_unseen)), FLOOR)
+                out[rows] = max(float(np.log(u / (C - n_seen))), FLOOR)
             shift = float(np.log1p(-u)) if u is not None else 0.0
             if isinstance(m, int):
                 out[rows, m] = shift

@@ -202,6 +202,10 @@ def expected_violations(raw: Raw) -> dict[str, set[tuple[str, str, str]]]:
     for p, b in raw.brand.items():
         if brand_total[b] - 1 >= 5 and brand_root[(b, raw.path[p].split(" > ")[0])] - 1 < 1:
             out["brand-category"].add((p, "brand", b))
+    def learned_range(qs: list[float]) -> tuple[float, float]:  # numeric-sanity's: the 5-95% bulk, widened 10x
+        lo, hi = np.quantile(qs, [0.05, 0.95])
+        return (lo / 10 if lo > 0 else lo * 10), (hi * 10 if hi > 0 else hi / 10)
+
     def plain_number(f: RawFact) -> float | None:
         if f.qty is not None:
             return None
@@ -230,8 +234,7 @@ def expected_violations(raw: Raw) -> dict[str, set[tuple[str, str, str]]]:
                     qs = below[n]
                     if len(qs) < 20:
                         continue
-                    lo, hi = np.quantile(qs, [0.05, 0.95])
-                    lo, hi = (lo / 10 if lo > 0 else lo * 10), (hi * 10 if hi > 0 else hi / 10)
+                    lo, hi = learned_range(qs)
                     if not lo <= plain_number(f) <= hi:
                         out["numeric-sanity"].add(key(f))
                     break
@@ -251,8 +254,7 @@ def expected_violations(raw: Raw) -> dict[str, set[tuple[str, str, str]]]:
                 qs = in_unit[n]
                 if len(qs) < 20:
                     continue
-                lo, hi = np.quantile(qs, [0.05, 0.95])
-                lo, hi = (lo / 10 if lo > 0 else lo * 10), (hi * 10 if hi > 0 else hi / 10)
+                lo, hi = learned_range(qs)
                 if not lo <= f.qty <= hi:
                     out["numeric-sanity"].add(key(f))
                 break
